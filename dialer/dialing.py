@@ -1,0 +1,486 @@
+"""Placing one dial: the gates, in order, then LiveKit.
+
+Gates (DESIGN section 5, issue 2): cancelled -> do-not-call -> calling window still open (and
+the job not expired) -> circuit breaker -> attempt lock `SET dial:{call_id}:{attempt} NX` ->
+calls-per-second pacing (GCRA, shared by every worker) -> concurrency slot with a lease. Then
+CreateRoom -> CreateDispatch -> CreateSIPParticipant through `LiveKitDialer`.
+
+No double dial: the attempt lock holds the id of the Celery message that owns the attempt. A
+second message for the same attempt (duplicate send, second worker) finds the lock taken by
+someone else and does nothing. The *same* message delivered again (its worker was killed) finds
+its own id and recovers from the stage it recorded: before the dial request it may dial; after it
+it only asks LiveKit whether the call is there and never dials that attempt again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import redis
+
+from dialer import metrics
+from dialer.campaigns import PAUSED_RECHECK_S, CampaignStore
+from dialer.errors import (
+    CallNotConnected,
+    DialError,
+    InvalidTransition,
+    PermanentDialError,
+    ThrottledError,
+)
+from dialer.keys import Keys
+from dialer.limiter import CircuitBreaker, ConcurrencySlots, RedisPacer
+from dialer.livekit_dialer import DialPlan, LiveKitDialer
+from dialer.messages import (
+    PHONE_PARTICIPANT_IDENTITY,
+    DialContext,
+    ResultMessage,
+    ResumeState,
+    build_dispatch_metadata,
+)
+from dialer.models import DialOutcome, JobState, Status
+from dialer.phone import mask
+from dialer.policy import expiry_status, leave_voicemail
+from dialer.results import ResultsConsumer
+from dialer.settings import Settings
+from dialer.store import Change, Job, JobStore
+from dialer.windows import is_open, next_opening
+
+log = logging.getLogger("dialer.dial")
+
+DialResult = Literal[
+    "answered",
+    "not_connected",
+    "rescheduled",
+    "finished",
+    "duplicate",
+    "stale",
+    "in_call",
+    "interrupted",
+]
+
+# Seconds to wait before trying again when every concurrency slot is busy.
+SLOT_RETRY_S = 2.0
+# How long a dial task may wait for its pacing turn before handing the job back to the due-set.
+PACING_WAIT_S = 30.0
+
+
+class NotDialedYet(Exception):
+    """No pacing turn within PACING_WAIT_S, or no free call slot: raised before any INVITE is
+    sent, so the job goes back to the due-set for `retry_s` seconds."""
+
+    def __init__(self, why: str, *, retry_s: float = 1.0) -> None:
+        super().__init__(why)
+        self.retry_s = retry_s
+
+
+@dataclass(frozen=True)
+class DialReport:
+    call_id: str
+    attempt: int
+    result: DialResult
+    outcome: DialOutcome | None = None
+    detail: str = ""
+
+
+def room_name(call_id: str, attempt: int) -> str:
+    return f"screening-{call_id}-{attempt}"
+
+
+class DialService:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        store: JobStore,
+        consumer: ResultsConsumer,
+        dialer: LiveKitDialer,
+        settings: Settings,
+        *,
+        publish: Callable[[ResultMessage], None],
+        is_dnc: Callable[[str], bool],
+    ) -> None:
+        self.r = client
+        self.keys = keys
+        self.store = store
+        self.consumer = consumer
+        self.dialer = dialer
+        self.settings = settings
+        self.publish = publish
+        self.is_dnc = is_dnc
+        trunk = settings.sip_trunk_id or "default"
+        self.trunk = trunk
+        self.pacer = RedisPacer(
+            client, keys, trunk, settings.calls_per_second, headroom=settings.pacing_headroom
+        )
+        self.slots = ConcurrencySlots(client, keys, trunk, settings.max_concurrent_calls)
+        self.campaigns = CampaignStore(client, keys)
+        self.breaker = CircuitBreaker(
+            client,
+            keys,
+            trunk,
+            window=settings.breaker_window,
+            threshold=settings.breaker_threshold,
+            pause_s=settings.breaker_pause_s,
+        )
+
+    @property
+    def slot_lease_s(self) -> int:
+        # Ringing + the longest call + a margin: a crashed worker cannot hold a slot forever.
+        return self.settings.ringing_timeout_s + self.settings.max_call_duration_s + 120
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    async def place_call(self, call_id: str, attempt: int, owner: str, now: datetime) -> DialReport:
+        job = self.store.get(call_id)
+        if job.state is JobState.DONE:
+            return DialReport(call_id, attempt, "stale", detail="job already done")
+        lock_key = self.keys.dial_lock(call_id, attempt)
+        recovering = False
+        if job.state is JobState.DIALING and job.attempt == attempt:
+            recovering = self.r.get(lock_key) == owner
+            if not recovering:
+                return DialReport(call_id, attempt, "duplicate", detail="another delivery dials")
+            return await self._recover(job, attempt, owner, now)
+        if (
+            job.state not in (JobState.SCHEDULED, JobState.RETRY_SCHEDULED)
+            or job.next_attempt != attempt
+        ):
+            return DialReport(call_id, attempt, "stale", detail=f"job is {job.state.value}")
+
+        gate = self._gates(job, now)
+        if gate is not None:
+            return gate
+        took_lock = self.r.set(lock_key, owner, nx=True, ex=7 * 86400)
+        if not took_lock and self.r.get(lock_key) != owner:
+            return DialReport(call_id, attempt, "duplicate", detail="attempt lock taken")
+        try:
+            self.store.transition(
+                call_id,
+                JobState.DIALING,
+                now=now,
+                allowed_from=(JobState.SCHEDULED, JobState.RETRY_SCHEDULED),
+                expect_attempt=attempt - 1,
+                change=Change(
+                    fields={
+                        "attempt": str(attempt),
+                        "dial_stage": "locked",
+                        "dial_owner": owner,
+                        "dial_started_at": now.isoformat(),
+                    }
+                ),
+            )
+        except InvalidTransition as exc:
+            return DialReport(call_id, attempt, "stale", detail=str(exc))
+        return await self._dial_or_hand_back(self.store.get(call_id), attempt, now)
+
+    async def _dial_or_hand_back(self, job: Job, attempt: int, now: datetime) -> DialReport:
+        """`_dial`, but an unexpected error before the dial request was sent puts the job back
+        in the due-set instead of leaving it in `dialing` with nothing to move it on."""
+        try:
+            return await self._dial(job, attempt, now)
+        except Exception:
+            stage = self.store.get(job.call_id).dial_stage
+            if stage in ("", "locked", "room_created", "dispatched"):
+                self.release_slots(job, attempt)
+                if stage in ("room_created", "dispatched"):
+                    await self._cleanup_room(job.call_id, attempt)
+                self._hand_back(
+                    job, attempt, now + timedelta(seconds=60), now, "dial failed before the call"
+                )
+            raise
+
+    # -- gates -----------------------------------------------------------------------------------
+
+    def _gates(self, job: Job, now: datetime) -> DialReport | None:
+        attempt = job.next_attempt
+        if job.cancel_requested:
+            self.consumer.finish_without_call(
+                job.call_id, Status.CANCELLED, now, detail="cancelled"
+            )
+            return DialReport(job.call_id, attempt, "finished", detail="cancelled")
+        if self.is_dnc(job.phone_e164):
+            self.consumer.finish_without_call(
+                job.call_id, Status.DO_NOT_CALL, now, detail="number is on the do-not-call list"
+            )
+            return DialReport(job.call_id, attempt, "finished", detail="do not call")
+        expires = job.request.expires_at
+        if expires is not None and now >= expires:
+            status = expiry_status(job.outcome_history)
+            self.consumer.finish_without_call(job.call_id, status, now, detail="expired")
+            return DialReport(job.call_id, attempt, "finished", detail="expired")
+        if self.campaigns.is_paused(job.campaign_id):
+            when = now + timedelta(seconds=PAUSED_RECHECK_S)
+            return self._reschedule(job, when, now, "campaign paused")
+        window = self.consumer.window_for(job)
+        if not is_open(window, job.zones, now):
+            when = next_opening(window, job.zones, now)
+            return self._reschedule(job, when, now, "outside the calling window")
+        paused = self.breaker.paused_for()
+        if paused > 0:
+            return self._reschedule(job, now + timedelta(seconds=paused), now, "trunk paused")
+        return None
+
+    def _reschedule(self, job: Job, when: datetime, now: datetime, why: str) -> DialReport:
+        try:
+            self.store.transition(
+                job.call_id,
+                job.state,
+                now=now,
+                allowed_from=(JobState.SCHEDULED, JobState.RETRY_SCHEDULED),
+                expect_attempt=job.attempt,
+                change=Change(due_at=when, fields={"detail": why}),
+            )
+        except InvalidTransition as exc:
+            return DialReport(job.call_id, job.next_attempt, "stale", detail=str(exc))
+        return DialReport(job.call_id, job.next_attempt, "rescheduled", detail=why)
+
+    def _hand_back(
+        self, job: Job, attempt: int, when: datetime, now: datetime, why: str
+    ) -> DialReport:
+        """Return a job we moved to `dialing` but could not dial yet (no slot / pacing)."""
+        previous = JobState.RETRY_SCHEDULED if job.outcome_history else JobState.SCHEDULED
+        try:
+            self.store.transition(
+                job.call_id,
+                previous,
+                now=now,
+                allowed_from=(JobState.DIALING,),
+                expect_attempt=attempt,
+                change=Change(
+                    due_at=when,
+                    fields={"attempt": str(attempt - 1), "dial_stage": "", "detail": why},
+                ),
+            )
+        finally:
+            self.r.delete(self.keys.dial_lock(job.call_id, attempt))
+        return DialReport(job.call_id, attempt, "rescheduled", detail=why)
+
+    # -- dialing ---------------------------------------------------------------------------------
+
+    def _plan(self, job: Job, attempt: int) -> DialPlan:
+        policy = self.consumer.policy_for(job)
+        counted_attempt = job.counted_attempts + 1
+        resume = None
+        last = job.last_result
+        # Only a screening cut short mid-way resumes; a voicemail attempt has nothing to resume.
+        interrupted_before = Status.INCOMPLETE.value in job.outcome_history
+        if last is not None and interrupted_before:
+            resume = ResumeState(
+                consent_given=last.consent_given,
+                knockout_answers=last.knockout_answers,
+                open_answers=last.open_answers,
+                chosen_timeslot=last.chosen_timeslot,
+                scheduling_preference=last.scheduling_preference,
+            )
+        context = DialContext(
+            attempt=attempt,
+            counted_attempt=counted_attempt,
+            max_attempts=job.max_attempts,
+            leave_voicemail=leave_voicemail(policy, counted_attempt, job.max_attempts),
+            language=job.request.language,
+            max_call_duration_s=self.settings.max_call_duration_s,
+            recruiter_number=self.settings.recruiter_number,
+            resume=resume,
+        )
+        metadata = build_dispatch_metadata(job.request, context)
+        return DialPlan(
+            call_id=job.call_id,
+            attempt=attempt,
+            room_name=room_name(job.call_id, attempt),
+            phone_e164=job.phone_e164,
+            room_metadata=metadata,
+            dispatch_metadata=metadata,
+            participant_identity=context.participant_identity,
+            ringing_timeout_s=self.settings.ringing_timeout_s,
+            max_call_duration_s=self.settings.max_call_duration_s,
+            empty_timeout_s=self.settings.room_empty_timeout_s,
+        )
+
+    async def _dial(self, job: Job, attempt: int, now: datetime) -> DialReport:
+        member = f"{job.call_id}:{attempt}"
+        campaign_pacer, campaign_slots = self._campaign_limits(job.campaign_id)
+        pacers = [p for p in (self.pacer, campaign_pacer) if p is not None]
+        plan = self._plan(job, attempt)
+        slot_held = False
+
+        def on_stage(stage: str) -> None:
+            self.store.set_fields(job.call_id, {"dial_stage": stage})
+
+        def before_invite() -> None:
+            # Pacing turn, then the concurrency slot, right before the request that sends the
+            # INVITE: CreateRoom and CreateDispatch take a varying few milliseconds, and a turn
+            # taken before them would let INVITEs bunch at the trunk; a slot taken before the
+            # turn would be held while waiting for it, idle, by every waiting dial task.
+            nonlocal slot_held
+            for pacer in pacers:
+                if not pacer.acquire(PACING_WAIT_S):
+                    raise NotDialedYet(f"no calls-per-second turn within {PACING_WAIT_S:.0f} s")
+            if slot_held:  # a second try after a request that never reached LiveKit
+                return
+            if not self.slots.acquire(member, self.slot_lease_s):
+                raise NotDialedYet("all call slots busy", retry_s=SLOT_RETRY_S)
+            if campaign_slots is not None and not campaign_slots.acquire(member, self.slot_lease_s):
+                self.slots.release(member)
+                raise NotDialedYet("campaign call slots busy", retry_s=SLOT_RETRY_S)
+            slot_held = True
+
+        log.info("dialing %s attempt %d for %s", mask(job.phone_e164), attempt, job.call_id)
+        started = time.monotonic()
+        try:
+            answered = await self.dialer.dial(plan, on_stage=on_stage, before_invite=before_invite)
+        except NotDialedYet as exc:
+            # Nothing was sent to the trunk: undo the room, give the job back to the due-set.
+            self.release_slots(job, attempt)
+            await self._cleanup_room(job.call_id, attempt)
+            later = now + timedelta(seconds=exc.retry_s)
+            return self._hand_back(job, attempt, later, now, str(exc))
+        except DialError as exc:
+            report = await self._not_connected(job, attempt, exc, now)
+            if report.outcome is not None:
+                self._record_metric(report.outcome.value, started)
+            return report
+        self._record_metric(DialOutcome.ANSWERED.value, started)
+        self.breaker.record(False)
+        self.store.set_fields(job.call_id, {"dial_stage": "answered"})
+        # InvalidTransition: the agent's result already arrived and moved the job on.
+        with contextlib.suppress(InvalidTransition):
+            self.store.transition(
+                job.call_id,
+                JobState.IN_CALL,
+                now=now,
+                allowed_from=(JobState.DIALING,),
+                expect_attempt=attempt,
+                change=Change(fields={"answered_after_s": f"{answered.answered_after_s:.3f}"}),
+            )
+        return DialReport(job.call_id, attempt, "answered", outcome=DialOutcome.ANSWERED)
+
+    def _campaign_limits(
+        self, campaign_id: str | None
+    ) -> tuple[RedisPacer | None, ConcurrencySlots | None]:
+        """A campaign's own calls-per-second and concurrency limits, on top of the trunk's."""
+        if not campaign_id:
+            return None, None
+        policy = self.campaigns.policy(campaign_id)
+        if policy is None:
+            return None, None
+        scope = f"campaign:{campaign_id}"
+        pacer = (
+            RedisPacer(
+                self.r,
+                self.keys,
+                scope,
+                policy.calls_per_second,
+                headroom=self.settings.pacing_headroom,
+            )
+            if policy.calls_per_second
+            else None
+        )
+        slots = (
+            ConcurrencySlots(self.r, self.keys, scope, policy.max_concurrent_calls)
+            if policy.max_concurrent_calls
+            else None
+        )
+        return pacer, slots
+
+    def release_slots(self, job: Job, attempt: int) -> None:
+        member = f"{job.call_id}:{attempt}"
+        self.slots.release(member)
+        _, campaign_slots = self._campaign_limits(job.campaign_id)
+        if campaign_slots is not None:
+            campaign_slots.release(member)
+
+    def _record_metric(self, outcome: str, started: float) -> None:
+        metrics.record_dial(outcome, time.monotonic() - started, client=self.r, keys=self.keys)
+
+    async def _not_connected(
+        self, job: Job, attempt: int, exc: DialError, now: datetime
+    ) -> DialReport:
+        outcome = outcome_of(exc)
+        throttled = isinstance(exc, ThrottledError)
+        self.breaker.record(throttled)
+        if throttled:
+            self.pacer.backoff()
+        self.release_slots(job, attempt)
+        self.store.set_fields(job.call_id, {"dial_stage": "finished"})
+        detail = exc.outcome if isinstance(exc, CallNotConnected) else str(exc)
+        self.publish(
+            ResultMessage.from_dial(
+                job.call_id,
+                attempt,
+                outcome,
+                now,
+                sip_status_code=exc.sip_status_code,
+                detail=detail[:500],
+            )
+        )
+        await self._cleanup_room(job.call_id, attempt)
+        return DialReport(job.call_id, attempt, "not_connected", outcome=outcome, detail=detail)
+
+    async def _cleanup_room(self, call_id: str, attempt: int) -> None:
+        try:
+            await self.dialer.hang_up(room_name(call_id, attempt))
+        except DialError as exc:  # an empty room expires by itself (empty_timeout)
+            log.warning("could not delete room for %s attempt %d: %s", call_id, attempt, exc)
+
+    # -- recovery after the owning worker died -----------------------------------------------
+
+    async def _recover(self, job: Job, attempt: int, owner: str, now: datetime) -> DialReport:
+        stage = job.dial_stage
+        if stage in ("", "locked"):
+            return await self._dial_or_hand_back(job, attempt, now)
+        if stage in ("room_created", "dispatched"):
+            await self._cleanup_room(job.call_id, attempt)
+            return await self._dial_or_hand_back(job, attempt, now)
+        if stage == "sip_requested":
+            try:
+                present = await self.dialer.call_present(
+                    room_name(job.call_id, attempt), PHONE_PARTICIPANT_IDENTITY
+                )
+            except DialError as exc:
+                # LiveKit cannot tell us now. Leave the job as it is: if the call is live its
+                # result arrives; if not, the slot lease runs out and the reaper reports it.
+                return DialReport(job.call_id, attempt, "stale", detail=f"recovery deferred: {exc}")
+            if present:
+                with contextlib.suppress(InvalidTransition):
+                    self.store.transition(
+                        job.call_id,
+                        JobState.IN_CALL,
+                        now=now,
+                        allowed_from=(JobState.DIALING,),
+                        expect_attempt=attempt,
+                        change=Change(fields={"dial_stage": "answered"}),
+                    )
+                return DialReport(
+                    job.call_id, attempt, "in_call", detail="call found after restart"
+                )
+            # The dial may or may not have rung: never dial this attempt again.
+            self.release_slots(job, attempt)
+            self.store.set_fields(job.call_id, {"dial_stage": "finished"})
+            self.publish(
+                ResultMessage.from_dial(
+                    job.call_id,
+                    attempt,
+                    DialOutcome.INTERRUPTED,
+                    now,
+                    detail="dialing worker stopped after sending the dial; not redialed",
+                )
+            )
+            return DialReport(job.call_id, attempt, "interrupted", outcome=DialOutcome.INTERRUPTED)
+        return DialReport(job.call_id, attempt, "stale", detail=f"already past dialing ({stage})")
+
+
+def outcome_of(exc: DialError) -> DialOutcome:
+    """The attempt outcome for an adapter error (the adapter classified it via dialer.outcomes)."""
+    if isinstance(exc, CallNotConnected):
+        return DialOutcome(exc.outcome)
+    if isinstance(exc, PermanentDialError):
+        return DialOutcome.FAILED
+    if isinstance(exc, ThrottledError):
+        return DialOutcome.THROTTLED
+    return DialOutcome.TRANSIENT

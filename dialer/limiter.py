@@ -1,0 +1,293 @@
+"""Per-trunk dial gates in Redis: calls-per-second pacing, concurrency slots, circuit breaker.
+
+Each operation is one Lua script (`dialer/lua/*.lua`), so it is a single atomic step however many
+worker processes and machines share the Redis, and every script reads Redis `TIME`, so worker
+clocks (skewed, or moved by a test clock) never decide who may dial. The math lives in
+`dialer.pacing`; the scripts mirror it in integer microseconds.
+
+Scripts are registered once per object with `register_script`: redis-py's `Script` runs
+EVALSHA and, on NOSCRIPT (Redis restarted or `SCRIPT FLUSH`), loads the script and retries, so
+a restarted Redis needs nothing from us (tests/integration/test_limiter.py checks both cases).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+from redis.commands.core import Script
+
+from dialer.keys import Keys
+from dialer.pacing import emission_interval_us
+
+_US = 1_000_000
+
+
+@cache
+def _script_source(name: str) -> str:
+    """The prelude (shared helpers) followed by the named script."""
+    folder = resources.files("dialer") / "lua"
+    prelude = (folder / "_prelude.lua").read_text(encoding="utf-8")
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    return f"{prelude}\n{body}"
+
+
+def _register(client: redis.Redis, name: str) -> Script:
+    return client.register_script(_script_source(name))
+
+
+def _us(seconds: float) -> int:
+    """Seconds as whole microseconds, the unit every script works in."""
+    return round(seconds * _US)
+
+
+def _text(value: Any) -> str:
+    """A Redis reply as text, whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisPacer:
+    """Calls-per-second limit for one trunk, shared by every process on the Redis (GCRA).
+
+    `burst=1` (the default) spaces calls at least 1 / rate apart, so no window of one second
+    ever holds more than ceil(rate) calls: a trunk's CPS limit is usually enforced per second,
+    and a burst would be rejected by the carrier rather than absorbed.
+
+    `headroom` paces that share under the limit: whatever lies between taking the turn and the
+    INVITE leaving (one HTTP request) varies by milliseconds, and with the pacer saturated a
+    later INVITE that travels faster than an earlier one would otherwise put `rate + 1` calls
+    in one second at the trunk. A headroom h absorbs up to about h seconds of such difference.
+
+    `backoff()` scales the rate down after the trunk throttled a call; the scale recovers
+    towards full rate with `recovery_half_life_s`. All processes see the same multiplier.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        trunk: str,
+        calls_per_second: float,
+        burst: int = 1,
+        *,
+        backoff_floor: float = 0.1,
+        recovery_half_life_s: float = 30.0,
+        backoff_cooldown_s: float = 1.0,
+        headroom: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if calls_per_second <= 0:
+            raise ValueError("calls_per_second must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        if not 0 < backoff_floor <= 1:
+            raise ValueError("backoff_floor must be in (0, 1]")
+        self.key = keys.pacing(trunk)
+        self.calls_per_second = calls_per_second
+        self.burst = burst
+        self.backoff_floor = backoff_floor
+        self.recovery_half_life_s = recovery_half_life_s
+        self.backoff_cooldown_s = backoff_cooldown_s
+        self.last_admitted_at: float | None = None
+        """Redis server time (epoch s) at which this object's last call was admitted."""
+        if not 0 <= headroom < 1:
+            raise ValueError("headroom must be in [0, 1)")
+        self._emission_us = emission_interval_us(calls_per_second * (1 - headroom))
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._acquire = _register(client, "pacer_acquire")
+        self._backoff = _register(client, "pacer_backoff")
+        self._multiplier = _register(client, "pacer_multiplier")
+
+    def try_acquire(self) -> float:
+        """0.0 when a call may go now (its turn is taken), else seconds until one may."""
+        wait_us, now_us = self._acquire(
+            keys=[self.key],
+            args=[self._emission_us, self.burst, _us(self.recovery_half_life_s)],
+        )
+        if int(wait_us) > 0:
+            return int(wait_us) / _US
+        self.last_admitted_at = int(now_us) / _US
+        return 0.0
+
+    def acquire(self, deadline_s: float) -> bool:
+        """Wait for a turn; False as soon as it is clear none comes within `deadline_s`.
+
+        Each try re-asks Redis after sleeping the exact wait it was told, so the limit holds
+        however many processes wait at once (a waiter only ever takes a turn that is due).
+        """
+        give_up_at = self._monotonic() + deadline_s
+        while True:
+            wait = self.try_acquire()
+            if wait == 0.0:
+                return True
+            if self._monotonic() + wait > give_up_at:
+                return False
+            self._sleep(wait)
+
+    def backoff(self, factor: float = 0.5) -> float:
+        """Scale the rate by `factor` after a throttled dial; returns the multiplier in force.
+
+        Throttles within `backoff_cooldown_s` of the last back-off count as the same episode
+        (every call already in flight reports it) and do not compound.
+        """
+        if not 0 < factor <= 1:
+            raise ValueError("factor must be in (0, 1]")
+        return float(
+            self._backoff(
+                keys=[self.key],
+                args=[
+                    repr(factor),
+                    repr(self.backoff_floor),
+                    _us(self.recovery_half_life_s),
+                    _us(self.backoff_cooldown_s),
+                ],
+            )
+        )
+
+    def multiplier(self) -> float:
+        """The back-off multiplier in force now: 1.0 at full rate."""
+        return float(self._multiplier(keys=[self.key], args=[_us(self.recovery_half_life_s)]))
+
+    def current_rate(self) -> float:
+        """Calls per second allowed now, after any back-off."""
+        return self.calls_per_second * self.multiplier()
+
+
+class ConcurrencySlots:
+    """At most `limit` calls in progress (ringing + talking) on one trunk.
+
+    A slot is a lease: member `"{call_id}:{attempt}"` in a sorted set scored by its expiry
+    (Redis server time). The caller picks the lease (ringing timeout + max call duration +
+    margin), so a worker that dies mid-call frees its slot when the lease runs out; an expired
+    lease stops counting at once and `reap_expired()` hands it to the beat, which reports the
+    attempt as interrupted.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, trunk: str, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.client = client
+        self.key = keys.slots(trunk)
+        self.limit = limit
+        self._acquire = _register(client, "slots_acquire")
+        self._extend = _register(client, "slots_extend")
+        self._in_use = _register(client, "slots_in_use")
+        self._reap = _register(client, "slots_reap")
+
+    def acquire(self, member: str, lease_s: float) -> bool:
+        """Take a slot, or confirm (and extend) one this member already holds."""
+        return bool(self._acquire(keys=[self.key], args=[member, _us(lease_s), self.limit]))
+
+    def release(self, member: str) -> bool:
+        """Free the member's slot. False when it held none (already released or reaped)."""
+        return bool(self.client.zrem(self.key, member))
+
+    def extend(self, member: str, lease_s: float) -> bool:
+        """Push a live lease to `lease_s` from now. False when the member holds no live slot."""
+        return bool(self._extend(keys=[self.key], args=[member, _us(lease_s)]))
+
+    def in_use(self) -> int:
+        """Live leases now."""
+        return int(self._in_use(keys=[self.key]))
+
+    def reap_expired(self) -> list[str]:
+        """Remove and return the members whose lease ran out; each is returned once only."""
+        return [_text(member) for member in self._reap(keys=[self.key])]
+
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    state: BreakerState
+    paused_for: float
+    samples: int
+    throttled: int
+
+
+class CircuitBreaker:
+    """Pauses a trunk when too many recent dials were throttled.
+
+    Keeps the last `window` outcomes; with at least half a window of samples and a throttled
+    share >= `threshold` it opens for `pause_s`. Outcomes reported while open belong to calls
+    placed before the pause and are ignored. After the pause it is half-open: dialing resumes
+    and the next outcome decides (throttled: open again; otherwise closed with a fresh window).
+    Pacing backs off in the meantime, so the probe traffic is already slower.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        trunk: str,
+        window: int = 20,
+        threshold: float = 0.5,
+        pause_s: float = 60.0,
+        *,
+        memory_s: float = 3600.0,
+    ) -> None:
+        if window < 2:
+            raise ValueError("window must be at least 2")
+        if not 0 < threshold <= 1:
+            raise ValueError("threshold must be in (0, 1]")
+        if pause_s <= 0:
+            raise ValueError("pause_s must be positive")
+        self.client = client
+        self.key = keys.breaker(trunk)
+        self.window = window
+        self.threshold = threshold
+        self.pause_s = pause_s
+        self.memory_s = memory_s
+        """History older than this (without any new outcome) is forgotten, so yesterday's
+        throttles cannot tip today's breaker."""
+        self._record = _register(client, "breaker_record")
+        self._pause = _register(client, "breaker_pause")
+        self._status = _register(client, "breaker_status")
+
+    def record(self, outcome_throttled: bool) -> float:
+        """Record one dial outcome; returns the pause now in force (0.0 when closed)."""
+        remaining_us = self._record(
+            keys=[self.key],
+            args=[
+                "1" if outcome_throttled else "0",
+                self.window,
+                repr(self.threshold),
+                _us(self.pause_s),
+                _us(self.memory_s),
+            ],
+        )
+        return int(remaining_us) / _US
+
+    def paused_for(self) -> float:
+        """Seconds until dialing may resume on this trunk; 0.0 when it may dial now."""
+        return self.status().paused_for
+
+    def status(self) -> BreakerStatus:
+        remaining_us, tripped, outcomes = self._status(keys=[self.key])
+        paused = int(remaining_us) / _US
+        history = _text(outcomes)
+        if paused > 0:
+            state: BreakerState = "open"
+        elif _text(tripped) == "1":
+            state = "half_open"
+        else:
+            state = "closed"
+        return BreakerStatus(state, paused, len(history), history.count("1"))
+
+    def pause(self, seconds: float) -> None:
+        """Operator pause for `seconds` from now (replaces any pause in force)."""
+        if seconds <= 0:
+            raise ValueError("seconds must be positive; use resume() to lift a pause")
+        self._pause(keys=[self.key], args=[_us(seconds), _us(self.memory_s)])
+
+    def resume(self) -> None:
+        """Operator resume: closed now, with a fresh outcome history."""
+        self.client.hdel(self.key, "paused_until", "tripped", "outcomes")
