@@ -1,0 +1,88 @@
+"""Beat tasks: drain the due-sets on a schedule (see celeryconfig.beat_schedule).
+
+Each task takes the beat lock first, so running two beats by mistake cannot double-send.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+from dialer.messages import ResultMessage
+from dialer.models import DialOutcome, JobState
+from dialer.scheduler import BeatLock, Moved, move_due_jobs
+from tasks.app import app
+from tasks.context import publish_result, runtime
+
+
+@lru_cache(maxsize=1)
+def beat_lock() -> BeatLock:
+    rt = runtime()
+    return BeatLock(rt.client, rt.keys.beat_lock)
+
+
+def _acts(name: str, tick_s: float = 1.0) -> bool:
+    """Whether this execution is the one that acts for the current tick (see BeatLock)."""
+    return beat_lock().acquire(name, time.time(), tick_s)
+
+
+def _dial_queue_length() -> int:
+    return int(runtime().client.llen("dial"))
+
+
+def send_dial(call_id: str, attempt: int) -> None:
+    app.send_task("dialer.dial.place_call", args=[call_id, attempt], queue="dial")
+
+
+@app.task(name="dialer.beat.move_due_jobs")
+def move_due_jobs_task() -> int:
+    if not _acts("move_due_jobs"):
+        return 0
+    rt = runtime()
+    moved: Moved = move_due_jobs(
+        rt.client, rt.keys, rt.clock.now(), send_dial, dial_queue_length=_dial_queue_length
+    )
+    return moved.sent
+
+
+@app.task(name="dialer.beat.move_due_webhooks")
+def move_due_webhooks_task() -> int:
+    if not _acts("move_due_webhooks"):
+        return 0
+    from tasks.webhooks import send_due_deliveries
+
+    return send_due_deliveries(runtime().clock.now())
+
+
+@app.task(name="dialer.beat.reap")
+def reap_task() -> int:
+    """Free slots whose lease ran out and report their attempts as interrupted, so a job whose
+    agent never reported (crashed agent, lost result) is retried instead of stuck in a call."""
+    if not _acts("reap", tick_s=30.0):
+        return 0
+    rt = runtime()
+    from dialer.limiter import ConcurrencySlots
+
+    slots = ConcurrencySlots(
+        rt.client, rt.keys, rt.settings.sip_trunk_id or "default", rt.settings.max_concurrent_calls
+    )
+    reaped = 0
+    now = rt.clock.now()
+    for member in slots.reap_expired():
+        call_id, _, attempt_s = member.rpartition(":")
+        try:
+            job = rt.store.get(call_id)
+        except Exception:  # the job was removed: nothing to report
+            continue
+        if job.state in (JobState.DIALING, JobState.IN_CALL) and str(job.attempt) == attempt_s:
+            publish_result(
+                ResultMessage.from_dial(
+                    call_id,
+                    job.attempt,
+                    DialOutcome.INTERRUPTED,
+                    now,
+                    detail="no result before the call's lease ran out",
+                )
+            )
+            reaped += 1
+    return reaped

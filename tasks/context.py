@@ -1,0 +1,88 @@
+"""Per-process collaborators for tasks: one Runtime, one event loop, one publisher.
+
+Built lazily on first use in each worker process (after fork), from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import kombu.exceptions
+import redis
+from celery.exceptions import Reject
+
+from dialer.messages import RESULTS_QUEUE, RESULTS_TASK, ResultMessage
+from dialer.runtime import Runtime
+from dialer.settings import load_settings
+from tasks.app import app
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("dialer.tasks")
+
+# Redis (job store and broker) unreachable: a restart, a failover, a network blip.
+REDIS_UNREACHABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+# Pause before handing a message back, so a Redis that stays away is not polled in a hot loop.
+REQUEUE_PAUSE_S = 1.0
+
+
+def requeue_when_redis_is_away(fn: F) -> F:
+    """A task that cannot reach Redis hands its message back instead of failing it.
+
+    With `task_acks_late`, a task that raises has its message acknowledged (and dead-lettering
+    it needs Redis too), so a dial that lost Redis half-way left its job in `dialing` with no
+    message to move it on. `Reject(requeue=True)` puts the message back (or, if Redis is still
+    away, leaves it unacknowledged for redelivery after `visibility_timeout`); the tasks are
+    idempotent, and a redelivered dial resumes from the stage it recorded."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except REDIS_UNREACHABLE as exc:
+            log.warning("Redis unreachable (%s); message handed back", type(exc).__name__)
+            time.sleep(REQUEUE_PAUSE_S)
+            raise Reject(exc, requeue=True) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    settings = load_settings()
+    url = settings.redis_url or os.environ.get("REDIS_URL") or app.conf.broker_url
+    rt = Runtime.for_url(url, settings)
+    from tasks.webhooks import webhook_sink
+
+    rt.webhook_sink = webhook_sink(rt)
+    return rt
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on this process's long-lived loop (keeps HTTP sessions alive)."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(coro)
+
+
+def publish_result(msg: ResultMessage) -> None:
+    """Put an attempt's outcome on the results queue (the same path agent results take)."""
+    app.send_task(
+        RESULTS_TASK, kwargs={"message": msg.model_dump(mode="json")}, queue=RESULTS_QUEUE
+    )

@@ -1,0 +1,49 @@
+"""Dial task (queue "dial"): one message = one attempt of one job. Calls dialer.dialing."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery import Task
+
+from dialer.dialing import DialService
+from dialer.errors import JobNotFound
+from dialer.results import dead_letter
+from tasks.app import app
+from tasks.context import publish_result, requeue_when_redis_is_away, run_async, runtime
+
+log = logging.getLogger("dialer.tasks.dial")
+
+
+@lru_cache(maxsize=1)
+def dial_service() -> DialService:
+    return runtime().dial_service(publish_result)
+
+
+@app.task(name="dialer.dial.place_call", bind=True)
+@requeue_when_redis_is_away
+def place_call(self: Task, call_id: Any, attempt: Any) -> str:
+    rt = runtime()
+    now = rt.clock.now()
+    if not isinstance(call_id, str) or not isinstance(attempt, int) or attempt < 1:
+        dead_letter(
+            rt.client,
+            rt.keys,
+            "dial",
+            {"call_id": call_id, "attempt": attempt},
+            "place_call needs call_id (string) and attempt (integer >= 1)",
+            now,
+        )
+        return "malformed"
+    owner = str(self.request.id)
+    try:
+        report = run_async(dial_service().place_call(call_id, attempt, owner, now))
+    except JobNotFound:
+        dead_letter(
+            rt.client, rt.keys, "dial", {"call_id": call_id, "attempt": attempt}, "no such job", now
+        )
+        return "unknown job"
+    log.info("dial %s attempt %d: %s %s", call_id, attempt, report.result, report.detail)
+    return report.result
