@@ -1,0 +1,69 @@
+"""A screening that ends while Redis is down: its result is spooled, nothing is lost, and the
+next job's flush (or the next successful publish) delivers it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import redis
+
+from agent.publishing import PublisherSink
+from agent.simulate import run_text_screening_detailed
+from dialer.embedded_redis import EmbeddedRedis
+from dialer.messages import RESULTS_QUEUE, ResultMessage
+from dialer.models import Status
+from dialer.results_queue import ResultPublisher
+from tests.agent.requests import dispatch_metadata
+from tests.agent.scripted_llm import ScriptedLLM, call
+
+
+def _queued(url: str) -> list[ResultMessage]:
+    client = redis.Redis.from_url(url)
+    try:
+        raw = client.lrange(RESULTS_QUEUE, 0, -1)
+    finally:
+        client.close()
+    messages = []
+    for item in reversed(raw):
+        _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(item)["body"]))
+        messages.append(ResultMessage.model_validate(kwargs["message"]))
+    return messages
+
+
+def test_result_spooled_while_redis_is_down_is_delivered_when_it_is_back(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    publisher = ResultPublisher(server.url, tmp_path / "spool", connect_timeout=1.0)
+    sink = PublisherSink(publisher)
+    try:
+        server.stop()
+        scripted = ScriptedLLM([call("record_consent", consent_given=False)])
+        run = asyncio.run(
+            run_text_screening_detailed(dispatch_metadata("nl"), scripted, ["Nee."], sink=sink)
+        )
+        assert run.result.status is Status.NOT_INTERESTED
+        assert sink.outcomes == ["spooled"]
+        [spooled] = publisher.pending()
+        assert ResultMessage.model_validate_json(spooled.read_text()).result == run.result
+
+        server.start()
+        assert asyncio.run(sink.flush()) == 1  # what every job does first
+        assert publisher.pending() == []
+        [message] = _queued(server.url)
+        assert message.result == run.result
+
+        # A later result goes straight through, and the queue keeps the order.
+        scripted = ScriptedLLM([call("do_not_call_again")])
+        later = asyncio.run(
+            run_text_screening_detailed(
+                dispatch_metadata("nl", attempt=2), scripted, ["Nooit meer bellen."], sink=sink
+            )
+        )
+        assert sink.outcomes == ["spooled", "sent"]
+        assert [m.attempt for m in _queued(server.url)] == [1, 2]
+        assert _queued(server.url)[1].result == later.result
+    finally:
+        publisher.close()
+        server.stop()

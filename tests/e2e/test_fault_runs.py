@@ -1,0 +1,188 @@
+"""Issue 6, item 4: the demo scenario again, under faults, must end exactly like the clean run.
+
+- A Celery worker SIGKILLed (its whole process group: main process and pool children) at
+  random moments of the active phase, three seeds, two kills each. After each kill a
+  replacement worker is started once the visibility timeout has passed: the dead worker's
+  messages stay unacknowledged in Redis and kombu's Redis transport hands them out again only
+  when they are older than `visibility_timeout` (DIALER_VISIBILITY_TIMEOUT_S, short here) and a
+  consumer sweeps for them; a starting worker sweeps at once, a running one only every
+  `unacked_restore_interval` x `unacked_restore_throttle` (10 x 10 s by default).
+- The embedded Redis stopped mid-run (a clean shutdown, AOF on) and started again on the same
+  port from the same data directory; workers, beat and this process reconnect.
+
+Asserted each time: every job done, the final tally (status per call_id) equal to the clean
+run's, no (call_id, attempt) dialed twice, no dial outside its calling window, every final
+result delivered to each endpoint under exactly one webhook-id (a delivery repeated after a
+crash carries the same webhook-id, so receivers de-duplicate: the receiver counts such repeats
+as duplicates and they are reported, not failed), nothing dead-lettered.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from dialer.demo import DemoRun, Tick
+from tests.e2e.conftest import (
+    check_attempt_events,
+    check_dials_inside_calling_windows,
+    check_finished,
+    check_no_attempt_dialed_twice,
+    check_webhooks,
+    describe,
+    report,
+    scenario,
+)
+
+pytestmark = pytest.mark.slow
+
+# Longer than any task of the demo takes (a dial returns once the call is answered or has
+# failed: well under a second here), so only a dead worker's messages are handed out again.
+VISIBILITY_TIMEOUT_S = 8
+# A worker killed while it posts a webhook leaves that delivery's lock behind; the lock expires
+# after 4 x the webhook timeout + 30 s of real time (the demo clock cannot hurry it), and the
+# delivery waits until then. The receiver is on loopback and answers at once: 2 s is plenty,
+# and keeps such a wait to 38 s instead of 90 s.
+FAULT_ENV = {
+    "DIALER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
+    "DIALER_WEBHOOK_TIMEOUT_S": "2",
+}
+
+
+@dataclass
+class WorkerKiller:
+    """`on_tick` hook: SIGKILL the live worker at seeded random moments, then start a
+    replacement once its unacknowledged messages are old enough to be handed out again."""
+
+    seed: int
+    kills: int = 2
+    log: list[str] = field(default_factory=list)
+    killed_busy: int = 0  # kills that hit while jobs were dialing or in a call
+    _rng: random.Random = field(init=False)
+    _next_kill: float | None = None
+    _replace_at: float | None = None
+    _done: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def __call__(self, tick: Tick) -> None:
+        now = time.monotonic()
+        stack = tick.parts.stack
+        if self._next_kill is None and self._replace_at is None and self._done == 0:
+            # First kill: somewhere in the first part of the active phase (all jobs queued).
+            self._next_kill = now + self._rng.uniform(0.5, 12.0)
+        if self._replace_at is not None and now >= self._replace_at:
+            stack.add_worker()
+            self._replace_at = None
+            self.log.append(f"{tick.elapsed_s:6.1f}s replacement worker started")
+            if self._done < self.kills:
+                # Next kill: any moment from the replacement's start-up to well into its work.
+                self._next_kill = now + self._rng.uniform(0.5, 10.0)
+        if self._next_kill is not None and now >= self._next_kill:
+            self._next_kill = None
+            done = tick.counts.get("done", 0)
+            if done >= tick.total:
+                self.log.append(f"{tick.elapsed_s:6.1f}s all done before kill {self._done + 1}")
+                self._done = self.kills
+                return
+            busy = tick.counts.get("dialing", 0) + tick.counts.get("in_call", 0)
+            victim = stack.kill_worker()
+            self._done += 1
+            self.killed_busy += busy > 0
+            self.log.append(
+                f"{tick.elapsed_s:6.1f}s SIGKILL {victim.name} at demo {tick.now:%a %H:%M:%S}, "
+                f"{done}/{tick.total} done, dialing/in call {busy}, "
+                f"states {dict(sorted(tick.counts.items()))}"
+            )
+            self._replace_at = now + VISIBILITY_TIMEOUT_S + 0.5
+
+
+@dataclass
+class RedisRestarter:
+    """`on_tick` hook: at the first moment after a seeded random delay when calls are in
+    flight, stop Redis, keep it down a little (the agent's results spool to disk, the workers
+    lose their connections), start it again."""
+
+    seed: int
+    down_s: float = 2.5
+    log: list[str] = field(default_factory=list)
+    _at: float | None = None
+    restarted: bool = False
+
+    def __call__(self, tick: Tick) -> None:
+        now = time.monotonic()
+        if self._at is None:
+            self._at = now + random.Random(self.seed).uniform(1.0, 10.0)
+        if self.restarted or now < self._at:
+            return
+        if tick.counts.get("dialing", 0) + tick.counts.get("in_call", 0) == 0:
+            return  # wait for calls in flight: results then have to survive the outage
+        self.restarted = True
+        counts = dict(sorted(tick.counts.items()))
+        stack = tick.parts.stack
+        stack.stop_redis()
+        self.log.append(
+            f"{tick.elapsed_s:6.1f}s Redis stopped at demo {tick.now:%H:%M:%S}, {counts}"
+        )
+        time.sleep(self.down_s)
+        stack.start_redis()
+        self.log.append(
+            f"{tick.elapsed_s + self.down_s:6.1f}s Redis started again (same port, AOF)"
+        )
+
+
+def check_same_as_clean(run: DemoRun, clean: DemoRun) -> None:
+    check_finished(run)
+    check_webhooks(run)
+    differ = [
+        f"{describe(run, c)}; clean: {describe(clean, c)}"
+        for c in clean.jobs
+        if run.tally.get(c) != clean.tally[c]
+    ]
+    assert not differ, "final tally differs from the clean run:\n" + "\n".join(differ)
+    check_no_attempt_dialed_twice(run)
+    check_dials_inside_calling_windows(run)
+    check_attempt_events(run)
+
+
+def notes(run: DemoRun) -> list[str]:
+    """What to print about a fault run before asserting on it."""
+    lines = [f"not done: {describe(run, c)}" for c, j in run.jobs.items() if j.state != "done"]
+    lines += [
+        f"interrupted attempt: {describe(run, c)}"
+        for c, j in run.jobs.items()
+        if "interrupted" in j.outcomes
+    ]
+    lines += [f"dead letter: {d[:300]}" for d in run.dead_letters]
+    lines.append(
+        f"duplicate deliveries (same webhook-id): {sum(r.duplicate for r in run.deliveries)}"
+    )
+    lines.append(f"broker at the end: {run.broker}")
+    stuck = [c for c, j in run.jobs.items() if j.state != "done"]
+    if stuck and run.log_path.exists():  # what this process (stand-in, agents) said about them
+        said = run.log_path.read_text(errors="replace").splitlines()
+        lines += [f"demo.log: {line[:400]}" for line in said if any(c in line for c in stuck)]
+        lines += [f"demo.log: {line[:400]}" for line in said if "ERROR" in line][:20]
+    return lines
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_worker_killed_at_random_moments(seed: int, clean_run: DemoRun, tmp_path: Path) -> None:
+    killer = WorkerKiller(seed)
+    run = scenario(tmp_path / f"kill-{seed}", extra_env=FAULT_ENV, on_tick=killer)
+    report(run, f"worker SIGKILL, seed {seed}", [*killer.log, *notes(run)])
+    assert any("SIGKILL" in line for line in killer.log), "no kill while work was left"
+    check_same_as_clean(run, clean_run)
+
+
+def test_redis_restarted_mid_run(clean_run: DemoRun, tmp_path: Path) -> None:
+    restarter = RedisRestarter(seed=7)
+    run = scenario(tmp_path / "redis-restart", extra_env=FAULT_ENV, on_tick=restarter)
+    report(run, "Redis restart", [*restarter.log, *notes(run)])
+    assert restarter.restarted
+    check_same_as_clean(run, clean_run)

@@ -1,0 +1,380 @@
+"""The dial path end to end in one process: gates, attempt lock, pacing, slots, and the real
+livekit-api client against the LiveKit stand-in. Celery is not involved here (see
+test_dial_pipeline_processes.py for worker processes); `place_call` is what the task runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+
+from dialer import events
+from dialer.dialing import DialService, room_name
+from dialer.livekit_dialer import LiveKitDialer
+from dialer.livekit_standin import LiveKitStandIn
+from dialer.messages import ResultMessage, parse_dispatch_metadata
+from dialer.models import DialOutcome, JobState, Status
+from dialer.store import Change
+from tests.support.runtime import TestRuntime, make_runtime
+from tests.support.seed import seed_request
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+WED_10 = datetime(2026, 3, 4, 10, 0, tzinfo=BRUSSELS).astimezone(UTC)
+TRUNK = "ST_test"
+NUMBER = "+32470123456"
+
+
+@pytest.fixture()
+def standin() -> Iterator[LiveKitStandIn]:
+    with LiveKitStandIn(ring_seconds=0.1, slow_seconds=0.3, hang_seconds=30) as lk:
+        yield lk
+
+
+class Harness:
+    def __init__(self, r: redis.Redis, lk: LiveKitStandIn, **settings: object) -> None:
+        self.lk = lk
+        self.t: TestRuntime = make_runtime(
+            r,
+            WED_10,
+            livekit_url=lk.url,
+            livekit_api_key=lk.api_key,
+            livekit_api_secret=lk.api_secret,
+            sip_trunk_id=TRUNK,
+            sip_from_number="+3225550000",
+            calls_per_second=50,
+            **settings,
+        )
+        self.published: list[ResultMessage] = []
+        self.loop = asyncio.new_event_loop()  # one loop, like a worker process: one HTTP session
+        rt = self.t.runtime
+        self.dialer = LiveKitDialer(
+            lk.url,
+            lk.api_key,
+            lk.api_secret,
+            trunk_id=TRUNK,
+            from_number="+3225550000",
+            agent_name=rt.settings.agent_name,
+            backoff_base_s=0.01,
+        )
+        self.service = DialService(
+            rt.client,
+            rt.keys,
+            rt.store,
+            rt.consumer,
+            self.dialer,
+            rt.settings,
+            publish=self.published.append,
+            is_dnc=rt.dnc.contains,
+        )
+
+    def submit(self, call_id: str = "abc-123", phone: str = NUMBER, **extra: object) -> str:
+        return self.t.runtime.intake.submit(
+            seed_request(call_id, phone, **extra), self.t.clock.now()
+        ).call_id
+
+    def place(self, call_id: str, attempt: int, owner: str) -> str:
+        report = self.run(self.service.place_call(call_id, attempt, owner, self.t.clock.now()))
+        return report.result
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.run(self.dialer.aclose())
+        self.loop.close()
+
+    def consume_published(self) -> None:
+        for msg in self.published:
+            self.t.runtime.consumer.consume(msg, self.t.clock.now())
+        self.published.clear()
+
+    def dials_to(self, number: str = NUMBER) -> int:
+        return sum(1 for d in self.lk.dials if d.phone_number == number)
+
+
+@pytest.fixture()
+def h(r: redis.Redis, standin: LiveKitStandIn) -> Iterator[Harness]:
+    harness = Harness(r, standin)
+    yield harness
+    harness.close()
+
+
+def test_answered_dial_creates_room_dispatch_and_sip_participant(h: Harness) -> None:
+    call_id = h.submit()
+    assert h.place(call_id, 1, "task-1") == "answered"
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.IN_CALL and job.attempt == 1
+    (dial,) = h.lk.dials
+    assert dial.phone_number == NUMBER and dial.trunk_id == TRUNK
+    assert dial.from_number == "+3225550000" and dial.wait_until_answered
+    assert dial.room_name == room_name(call_id, 1) and dial.participant_identity == "phone_user"
+    assert dial.ringing_timeout_s == h.t.runtime.settings.ringing_timeout_s
+    assert dial.max_call_duration_s == h.t.runtime.settings.max_call_duration_s
+    (dispatch,) = h.lk.dispatches
+    assert dispatch.agent_name == h.t.runtime.settings.agent_name
+    request, context = parse_dispatch_metadata(dispatch.metadata)
+    assert request.call_id == call_id and request.knockout_questions[0].id == "q1"
+    assert context is not None and context.attempt == 1 and context.max_attempts == 3
+    assert not context.leave_voicemail, "default policy leaves the message on the last attempt"
+    room = next(r for r in h.lk.rooms if r.name == dial.room_name)
+    assert json.loads(room.metadata)["call_id"] == call_id
+    assert h.service.slots.in_use() == 1, "the slot stays held until the result arrives"
+
+
+def test_the_pacing_turn_is_taken_after_the_dispatch_right_before_the_invite(
+    h: Harness, r: redis.Redis
+) -> None:
+    call_id = h.submit()
+    turns: list[int] = []
+    take = h.service.pacer.try_acquire
+
+    def counting_turn() -> float:
+        # How many requests LiveKit had seen when the turn was taken.
+        turns.append(len(h.lk.requests))
+        return take()
+
+    h.service.pacer.try_acquire = counting_turn  # type: ignore[method-assign]
+    assert h.place(call_id, 1, "task-1") == "answered"
+    methods = [q.method for q in h.lk.requests]
+    assert methods[:3] == ["CreateRoom", "CreateDispatch", "CreateSIPParticipant"]
+    assert turns == [2], "one turn, taken after CreateRoom and CreateDispatch, before the INVITE"
+
+
+def test_no_pacing_turn_in_time_hands_the_job_back_and_removes_the_room(
+    h: Harness, r: redis.Redis
+) -> None:
+    call_id = h.submit()
+    # Another process holds the trunk's turns for the next minute (longer than PACING_WAIT_S).
+    server_us = int(r.time()[0]) * 1_000_000
+    r.hset(h.service.pacer.key, "tat", str(server_us + 60_000_000))
+    assert h.place(call_id, 1, "task-1") == "rescheduled"
+    assert h.dials_to() == 0, "no INVITE without a turn"
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.SCHEDULED and job.attempt == 0
+    assert "no calls-per-second turn" in job.detail
+    assert h.service.slots.in_use() == 0
+    (room,) = h.lk.rooms
+    assert room.deleted_at is not None, "the room made for the call is removed"
+    assert not r.exists(h.t.runtime.keys.dial_lock(call_id, 1)), "the attempt can be dialed later"
+
+
+def test_the_same_message_delivered_twice_dials_once(h: Harness) -> None:
+    call_id = h.submit()
+    assert h.place(call_id, 1, "task-1") == "answered"
+    assert h.place(call_id, 1, "task-1") == "stale"
+    assert h.dials_to() == 1
+
+
+def test_two_workers_racing_for_one_attempt_dial_once(h: Harness) -> None:
+    call_id = h.submit()
+
+    async def race() -> list[str]:
+        reports = await asyncio.gather(
+            *(h.service.place_call(call_id, 1, f"task-{n}", h.t.clock.now()) for n in range(4))
+        )
+        return sorted(r.result for r in reports)
+
+    results = h.run(race())
+    assert results.count("answered") == 1, results
+    assert h.dials_to() == 1
+
+
+def test_busy_is_published_and_frees_the_slot(h: Harness) -> None:
+    h.lk.set_scenarios({NUMBER: "busy"})
+    call_id = h.submit()
+    assert h.place(call_id, 1, "task-1") == "not_connected"
+    (msg,) = h.published
+    assert (msg.kind, msg.outcome, msg.sip_status_code) == ("dial_outcome", "busy", 486)
+    assert h.service.slots.in_use() == 0
+    h.consume_published()
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.RETRY_SCHEDULED
+    assert job.next_at == WED_10 + timedelta(minutes=15)
+    # The retry is attempt 2: a new lock, a new room, a second dial.
+    h.lk.set_scenarios({NUMBER: "answer"})
+    h.t.clock.set(job.next_at)
+    assert h.place(call_id, 2, "task-2") == "answered"
+    assert [d.room_name for d in h.lk.dials] == [room_name(call_id, 1), room_name(call_id, 2)]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "outcome", "sip"),
+    [
+        ("no_answer", "no_answer", 480),
+        ("decline", "declined", 603),
+        ("invalid", "failed", 404),
+        ("throttled", "throttled", 503),
+    ],
+)
+def test_sip_failures_become_attempt_outcomes(
+    h: Harness, scenario: str, outcome: str, sip: int
+) -> None:
+    h.lk.set_scenarios({NUMBER: scenario})
+    call_id = h.submit()
+    assert h.place(call_id, 1, "task-1") == "not_connected"
+    (msg,) = h.published
+    assert (msg.outcome, msg.sip_status_code) == (outcome, sip)
+    assert h.t.store.get(call_id).dial_stage == "finished"
+
+
+def test_throttling_backs_off_pacing_and_opens_the_breaker(
+    r: redis.Redis, standin: LiveKitStandIn, request: pytest.FixtureRequest
+) -> None:
+    h = Harness(r, standin, breaker_window=4, breaker_threshold=0.5, breaker_pause_s=120)
+    request.addfinalizer(h.close)
+    standin.set_scenarios({}, default="throttled")
+    ids = [h.submit(f"t-{n}", f"+3247012340{n}") for n in range(4)]
+    for call_id in ids:
+        h.place(call_id, 1, f"task-{call_id}")
+    assert h.service.pacer.multiplier() < 1.0
+    assert h.service.breaker.paused_for() > 0
+    h.consume_published()
+    # While paused, a due job is put back without dialing.
+    fresh = h.submit("t-9", "+32470123499")
+    dials_before = len(standin.dials)
+    assert h.place(fresh, 1, "task-9") == "rescheduled"
+    assert len(standin.dials) == dials_before
+
+
+def test_outside_the_window_the_job_is_rescheduled_not_dialed(h: Harness) -> None:
+    call_id = h.submit()
+    h.t.clock.set(datetime(2026, 3, 4, 22, 0, tzinfo=BRUSSELS).astimezone(UTC))
+    assert h.place(call_id, 1, "task-1") == "rescheduled"
+    assert h.dials_to() == 0
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.SCHEDULED
+    assert job.next_at == datetime(2026, 3, 5, 9, 0, tzinfo=BRUSSELS).astimezone(UTC)
+
+
+def test_do_not_call_is_checked_again_right_before_dialing(h: Harness) -> None:
+    call_id = h.submit()
+    h.t.runtime.dnc.add([NUMBER])
+    assert h.place(call_id, 1, "task-1") == "finished"
+    assert h.dials_to() == 0
+    assert h.t.store.get(call_id).final_status is Status.DO_NOT_CALL
+
+
+def test_a_cancelled_job_is_not_dialed(h: Harness) -> None:
+    call_id = h.submit()
+    h.t.runtime.store.request_cancel(call_id)
+    assert h.place(call_id, 1, "task-1") == "finished"
+    assert h.dials_to() == 0
+    assert h.t.store.get(call_id).final_status is Status.CANCELLED
+    assert h.t.sink.of_type(events.COMPLETED)[0]["status"] == "cancelled"
+
+
+def test_no_free_slot_hands_the_job_back(
+    r: redis.Redis, standin: LiveKitStandIn, request: pytest.FixtureRequest
+) -> None:
+    h = Harness(r, standin, max_concurrent_calls=1)
+    request.addfinalizer(h.close)
+    first, second = h.submit("s-1", "+32470123401"), h.submit("s-2", "+32470123402")
+    assert h.place(first, 1, "task-1") == "answered"
+    assert h.place(second, 1, "task-2") == "rescheduled"
+    job = h.t.store.get(second)
+    assert job.state is JobState.SCHEDULED and job.attempt == 0
+    assert h.dials_to("+32470123402") == 0
+    # When the first call's result arrives its slot is free and the second can go.
+    h.t.runtime.consumer.consume(
+        ResultMessage.from_dial(first, 1, DialOutcome.NO_ANSWER, h.t.clock.now()),
+        h.t.clock.now(),
+    )
+    assert h.place(second, 1, "task-3") == "answered"
+
+
+def _crash_after_sip_request(h: Harness, call_id: str, owner: str) -> None:
+    """Leave the job as a worker killed right after sending CreateSIPParticipant would."""
+    rt = h.t.runtime
+    rt.client.set(rt.keys.dial_lock(call_id, 1), owner)
+    rt.store.transition(
+        call_id,
+        JobState.DIALING,
+        now=h.t.clock.now(),
+        change=Change(fields={"attempt": "1", "dial_stage": "sip_requested", "dial_owner": owner}),
+    )
+
+
+def test_redelivery_after_a_crash_finds_the_live_call_and_does_not_redial(h: Harness) -> None:
+    call_id = h.submit()
+    # The killed worker's dial did reach LiveKit: the participant is in the room.
+    h.run(h.dialer.dial(h.service._plan(h.t.store.get(call_id), 1)))
+    _crash_after_sip_request(h, call_id, "task-1")
+    assert h.place(call_id, 1, "task-1") == "in_call"
+    assert h.dials_to() == 1
+    assert h.t.store.get(call_id).state is JobState.IN_CALL
+
+
+def test_redelivery_after_a_crash_without_a_call_reports_interrupted(h: Harness) -> None:
+    call_id = h.submit()
+    _crash_after_sip_request(h, call_id, "task-1")
+    assert h.place(call_id, 1, "task-1") == "interrupted"
+    assert h.dials_to() == 0, "an attempt whose dial may have been sent is never dialed again"
+    (msg,) = h.published
+    assert msg.outcome == "interrupted"
+    h.consume_published()
+    assert h.t.store.get(call_id).state is JobState.RETRY_SCHEDULED
+
+
+def test_an_unexpected_error_before_the_dial_puts_the_job_back(h: Harness) -> None:
+    call_id = h.submit()
+
+    def broken_acquire(member: str, lease_s: float) -> bool:
+        raise ConnectionError("redis went away")
+
+    h.service.slots.acquire = broken_acquire  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        h.place(call_id, 1, "task-1")
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.SCHEDULED and job.attempt == 0
+    assert h.t.runtime.due_jobs.when(call_id) is not None
+    assert h.dials_to() == 0
+
+
+def test_a_paused_campaign_is_not_dialed_until_resumed(h: Harness) -> None:
+    from dialer.campaigns import CampaignStore
+
+    campaigns = CampaignStore(h.t.runtime.client, h.t.runtime.keys)
+    campaigns.create("spring", now=h.t.clock.now())
+    call_id = h.submit(campaign_id="spring")
+    campaigns.pause("spring", now=h.t.clock.now())
+    assert h.place(call_id, 1, "task-1") == "rescheduled"
+    assert h.dials_to() == 0
+    assert h.t.store.get(call_id).detail == "campaign paused"
+    campaigns.resume("spring", now=h.t.clock.now())
+    assert h.place(call_id, 1, "task-2") == "answered"
+
+
+def test_a_campaign_concurrency_limit_applies_on_top_of_the_trunk(h: Harness) -> None:
+    from dialer.campaigns import CampaignStore
+
+    CampaignStore(h.t.runtime.client, h.t.runtime.keys).create(
+        "small", policy={"max_concurrent_calls": 1}, now=h.t.clock.now()
+    )
+    first = h.submit("c-1", "+32470123401", campaign_id="small")
+    second = h.submit("c-2", "+32470123402", campaign_id="small")
+    other = h.submit("c-3", "+32470123403")
+    assert h.place(first, 1, "t1") == "answered"
+    assert h.place(second, 1, "t2") == "rescheduled"
+    assert h.t.store.get(second).detail == "campaign call slots busy"
+    assert h.place(other, 1, "t3") == "answered", "other campaigns are not limited"
+    h.t.runtime.consumer.consume(
+        ResultMessage.from_dial(first, 1, DialOutcome.NO_ANSWER, h.t.clock.now()), h.t.clock.now()
+    )
+    assert h.place(second, 1, "t4") == "answered"
+
+
+def test_dials_are_counted_for_metrics(h: Harness) -> None:
+    h.lk.set_scenarios({"+32470123402": "busy"})
+    h.place(h.submit("m-1", "+32470123401"), 1, "t1")
+    h.place(h.submit("m-2", "+32470123402"), 1, "t2")
+    from dialer.metrics import MetricsRecorder
+
+    recorder = MetricsRecorder(h.t.runtime.client, h.t.runtime.keys)
+    counts = h.t.runtime.client.hgetall(recorder.dials_key)
+    assert counts["answered"] == "1" and counts["busy"] == "1"
