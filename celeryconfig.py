@@ -38,8 +38,14 @@ worker_prefetch_multiplier = 1
 # (a dial waits up to the ringing timeout). Long delays never use ETA/countdown: they live in the
 # due-set (DESIGN section 4), so this can stay moderate.
 _visibility_timeout = int(os.environ.get("DIALER_VISIBILITY_TIMEOUT_S", "3600"))
+# How often each worker sweeps the unacked hash for messages older than the visibility timeout
+# (a dead worker's, or those a lost connection could not hand back). kombu's default is a scan
+# every 10 x 10 s; keep it far below the visibility timeout.
+_unacked_sweep_s = int(os.environ.get("DIALER_UNACKED_SWEEP_S", "100"))
 broker_transport_options = {
     "visibility_timeout": _visibility_timeout,
+    "unacked_restore_interval": max(1, _unacked_sweep_s),
+    "unacked_restore_throttle": 1,
     # A worker drains its queues in -Q order; `dialer worker` lists results first, so a dial
     # backlog cannot starve the results that end calls and free their slots.
     "queue_order_strategy": "priority",

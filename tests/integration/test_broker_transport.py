@@ -1,0 +1,68 @@
+"""The hardened Redis transport (tasks.broker) against a real Redis: a channel closed after its
+transport was torn down (what Celery's consumer does when the broker connection drops) must not
+stop the worker, and the messages it held must come back through the visibility sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+
+from tasks.broker import SafeRedisTransport
+
+QUEUE = Queue("broker-test", Exchange("broker-test"), "broker-test")
+
+
+@pytest.fixture()
+def connection(redis_url: str, r: redis.Redis) -> Iterator[Connection]:
+    conn = Connection(redis_url, transport=SafeRedisTransport)
+    try:
+        yield conn
+    finally:
+        conn.release()
+
+
+def _publish(conn: Connection, body: dict[str, int]) -> None:
+    with conn.Producer() as producer:
+        producer.publish(body, exchange=QUEUE.exchange, routing_key="broker-test", declare=[QUEUE])
+
+
+def test_closing_a_channel_after_the_transport_is_gone_keeps_the_message(
+    connection: Connection, redis_url: str, r: redis.Redis
+) -> None:
+    _publish(connection, {"n": 1})
+    channel = connection.default_channel
+    held = channel.basic_get("broker-test", no_ack=False)
+    assert held is not None and len(channel.qos._delivered) == 1
+    assert r.hlen("unacked") == 1
+
+    # Celery's consumer, on a lost connection: Connection.collect() detaches the transport
+    # (transport.client = None), then the channel is closed. Stock kombu raises AttributeError
+    # here and the worker exits with "Unrecoverable error".
+    connection._do_close_transport()
+    connection.maybe_close_channel(channel)  # swallows connection errors only
+
+    # Nothing lost: the message waits in the unacked hash, not on the queue ...
+    assert r.hlen("unacked") == 1
+    assert r.llen("broker-test") == 0
+
+    # ... and the next sweep of any worker (here with no visibility delay) hands it out again.
+    with Connection(
+        redis_url, transport=SafeRedisTransport, transport_options={"visibility_timeout": 0}
+    ) as sweeper:
+        sweeper.default_channel.qos.restore_visible(num=10, interval=1)
+        again = sweeper.default_channel.basic_get("broker-test", no_ack=True)
+    assert again is not None and again.decode() == {"n": 1}
+    assert r.hlen("unacked") == 0
+
+
+def test_a_normal_close_still_hands_messages_back_at_once(
+    connection: Connection, r: redis.Redis
+) -> None:
+    _publish(connection, {"n": 2})
+    channel = connection.default_channel
+    assert channel.basic_get("broker-test", no_ack=False) is not None
+    channel.close()
+    assert r.llen("broker-test") == 1 and r.hlen("unacked") == 0
