@@ -2,6 +2,10 @@
 Celery workers and one beat as child processes. Used by `dialer run`, `dialer demo`, the
 end-to-end tests and the benchmarks, so they all exercise the same production processes.
 
+A supervisor thread restarts a worker or the beat that exits on its own (a crash), as a process
+manager's restart policy would in production (`restart: unless-stopped` in docker-compose.yml);
+`restarts` lists what it restarted and why to look in which log.
+
 Fault injection for the end-to-end tests: `kill_worker()` SIGKILLs a worker's whole process
 group (main process and pool children, as an OOM kill or a lost machine would), `add_worker()`
 starts a replacement, and `restart_redis()` stops the embedded Redis (a clean shutdown, so the
@@ -16,6 +20,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +36,11 @@ from dialer.keys import Keys
 # `queue_order_strategy: priority`): finishing calls (results: frees slots) and the beat's ticks
 # come before starting new ones, so a dial backlog cannot starve the results that end calls.
 ALL_QUEUES = "results,beat,intake,dial,webhooks,default"
+# How often the supervisor looks for crashed children (seconds); a child that died sooner than
+# MIN_UPTIME_S after its start failed to start and is not restarted, nor any past MAX_RESTARTS.
+SUPERVISE_EVERY_S = 1.0
+MIN_UPTIME_S = 5.0
+MAX_RESTARTS = 10
 
 
 @dataclass
@@ -38,18 +48,23 @@ class ChildProcess:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    role: str = "worker"  # "worker" | "beat": what the supervisor starts in its place
+    deliberate_exit: bool = False  # stopped or killed on purpose: not restarted
+    started_at: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the Celery pool children too); SIGKILL is reaped."""
+        self.deliberate_exit = True
         if self.alive():
             os.killpg(self.proc.pid, sig)
             if sig == signal.SIGKILL:
                 self.proc.wait()
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.deliberate_exit = True
         if not self.alive():
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -72,10 +87,15 @@ class LocalStack:
     beat: bool = True
     env_overrides: Mapping[str, str] = field(default_factory=dict)
     redis_appendonly: bool = True
+    supervise: bool = True
     embedded: EmbeddedRedis | None = None
     children: list[ChildProcess] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    restarts: list[str] = field(default_factory=list)
     _worker_index: int = 0
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _supervisor: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,9 +115,43 @@ class LocalStack:
             self.add_worker()
         if self.beat:
             self.start_beat()
+        if self.supervise:
+            self._stopping.clear()
+            self._supervisor = threading.Thread(
+                target=self._supervise_loop, name="local-stack-supervisor", daemon=True
+            )
+            self._supervisor.start()
         return self
 
-    def _spawn(self, name: str, args: list[str]) -> ChildProcess:
+    def _supervise_loop(self) -> None:
+        while not self._stopping.wait(SUPERVISE_EVERY_S):
+            self.restart_crashed()
+
+    def restart_crashed(self) -> list[ChildProcess]:
+        """Start a replacement for each worker or beat that exited without being stopped or
+        killed through this stack; returns the replacements."""
+        started = []
+        with self._lock:
+            if self._stopping.is_set():
+                return []
+            for child in list(self.children):
+                if child.alive() or child.deliberate_exit:
+                    continue
+                if child.started_at > time.monotonic() - MIN_UPTIME_S:
+                    continue  # failed at start: a configuration error, `wait_ready` reports it
+                if len(self.restarts) >= MAX_RESTARTS:
+                    continue  # a crash loop: leave it dead and visible
+                child.deliberate_exit = True  # replaced once
+                code = child.proc.returncode
+                replacement = self.start_beat() if child.role == "beat" else self.add_worker()
+                self.restarts.append(
+                    f"{child.name} exited (code {code}); started {replacement.name}; "
+                    f"see {child.log_path}"
+                )
+                started.append(replacement)
+        return started
+
+    def _spawn(self, name: str, args: list[str], role: str = "worker") -> ChildProcess:
         log_path = self.data_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = log_path.open("ab")
@@ -110,8 +164,9 @@ class LocalStack:
             cwd=str(Path(__file__).resolve().parent.parent),
         )
         handle.close()
-        child = ChildProcess(name, proc, log_path)
-        self.children.append(child)
+        child = ChildProcess(name, proc, log_path, role=role)
+        with self._lock:
+            self.children.append(child)
         return child
 
     def start_worker(self, index: int, *, queues: str | None = None) -> ChildProcess:
@@ -133,8 +188,9 @@ class LocalStack:
 
     def add_worker(self) -> ChildProcess:
         """Start one more worker (a replacement after a kill, or scale-out) with a new index."""
-        index, self._worker_index = self._worker_index, self._worker_index + 1
-        return self.start_worker(index)
+        with self._lock:
+            index, self._worker_index = self._worker_index, self._worker_index + 1
+            return self.start_worker(index)
 
     def kill_worker(self, child: ChildProcess | None = None) -> ChildProcess:
         """SIGKILL a worker (the oldest live one by default) with its pool children. Messages it
@@ -170,10 +226,12 @@ class LocalStack:
             "beat",
             [sys.executable, "-m", "celery", "-A", "tasks.app", "beat", "-s", str(schedule),
              "-l", "INFO"],
+            role="beat",
         )  # fmt: skip
 
     def workers_alive(self) -> list[ChildProcess]:
-        return [c for c in self.children if c.name.startswith("worker") and c.alive()]
+        with self._lock:
+            return [c for c in self.children if c.role == "worker" and c.alive()]
 
     def client(self) -> redis.Redis:
         assert self.redis_url
@@ -189,7 +247,7 @@ class LocalStack:
         expected = len(self.workers_alive())
         while time.monotonic() < deadline:
             for child in self.children:
-                if not child.alive():
+                if not child.alive() and not child.deliberate_exit:
                     raise RuntimeError(f"{child.name} exited at start; see {child.log_path}")
             replies = app.control.ping(timeout=1.0) or []
             if len(replies) >= expected:
@@ -197,9 +255,14 @@ class LocalStack:
         raise RuntimeError(f"workers did not come up in {timeout:.0f} s; see {self.data_dir}/logs")
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
-        self.children.clear()
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=10)
+            self._supervisor = None
+        with self._lock:
+            for child in reversed(self.children):
+                child.stop()
+            self.children.clear()
         if self.embedded is not None:
             self.embedded.stop()
 

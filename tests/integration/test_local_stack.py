@@ -1,0 +1,59 @@
+"""The local stack's supervisor (dialer.local_stack): a worker that dies on its own is replaced,
+one killed on purpose is not. Real worker processes on the test Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import redis
+
+from dialer import local_stack
+from dialer.local_stack import LocalStack
+
+
+def _wait_for(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_crashed_worker_is_replaced_and_a_killed_one_is_not(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    with LocalStack(tmp_path, redis_url=redis_url, workers=1, concurrency=1, beat=False) as stack:
+        stack.wait_ready()
+        first = stack.workers_alive()[0]
+        # Past the start-up grace, then die the way kombu's "Unrecoverable error" exits do:
+        # not through the stack.
+        time.sleep(max(0.0, first.started_at + local_stack.MIN_UPTIME_S + 0.2 - time.monotonic()))
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait()
+
+        assert _wait_for(lambda: len(stack.restarts) == 1 and stack.workers_alive(), 10.0)
+        replacement = stack.workers_alive()[0]
+        assert replacement is not first
+        assert first.name in stack.restarts[0] and replacement.name in stack.restarts[0]
+        stack.wait_ready()  # the replacement consumes: it answers a ping over the broker
+
+        stack.kill_worker(replacement)  # a deliberate kill (fault injection): left dead
+        time.sleep(local_stack.SUPERVISE_EVERY_S * 3)
+        assert stack.workers_alive() == []
+        assert len(stack.restarts) == 1
+
+
+def test_a_worker_that_fails_at_start_is_not_restarted(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    stack = LocalStack(tmp_path, redis_url=redis_url, workers=1, beat=False, queues="results")
+    stack.worker_options = lambda: ["--no-such-option"]  # type: ignore[method-assign]
+    with stack:
+        assert _wait_for(lambda: not stack.workers_alive(), 30.0)
+        time.sleep(local_stack.SUPERVISE_EVERY_S * 3)
+        assert stack.restarts == []
+        assert len(stack.children) == 1
