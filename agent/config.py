@@ -66,6 +66,8 @@ class AgentConfig:
     silence_timeout_s: float = 8.0
     answer_timeout_s: float = 90.0
     amd: bool = True
+    # How long a job whose result was spooled keeps trying to send it before it ends.
+    spool_drain_s: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -85,6 +87,7 @@ class AgentConfig:
             silence_timeout_s=_seconds(env, "AGENT_SILENCE_TIMEOUT_S", 8.0),
             answer_timeout_s=_seconds(env, "AGENT_ANSWER_TIMEOUT_S", 90.0),
             amd=get("AGENT_AMD", "1").lower() not in ("0", "false", "no", "off"),
+            spool_drain_s=_seconds(env, "AGENT_SPOOL_DRAIN_S", 600.0),
         )
 
 

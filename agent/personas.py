@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agent.personas")
 
+# How long a simulated call whose result was spooled keeps flushing (the real agent: 600 s).
+SPOOL_DRAIN_S = 60.0
+
 PERSONAS = frozenset(
     {
         "cooperative",
@@ -408,13 +411,14 @@ class PersonaCallHandler:
             self.standin.url, self.standin.api_key, self.standin.api_secret, failover=False
         )
         publisher = ResultPublisher(self.redis_url, self.spool_dir)
+        sink = PublisherSink(publisher)
         try:
             run = await run_text_screening_detailed(
                 metadata,
                 PersonaLLM(persona),
                 persona,
                 plan=plan,
-                sink=PublisherSink(publisher),
+                sink=sink,
                 call=LiveKitCallControl(lkapi, call.room_name, call.participant_identity),
                 on_start=persona.bind,
                 # The stand-in's `voicemail` scenario is a machine: AMD's verdict, no greeting.
@@ -425,4 +429,6 @@ class PersonaCallHandler:
             log.exception("simulated screening in %s failed", call.room_name)
         finally:
             await lkapi.aclose()
+            if sink.spooled:  # as the real agent's job does before it ends
+                await sink.drain(SPOOL_DRAIN_S, first_delay_s=0.5, max_delay_s=2.0)
             publisher.close()

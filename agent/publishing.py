@@ -1,6 +1,9 @@
 """The worker's `ResultSink`: one `ResultMessage` per attempt onto the results queue, spooled
 to disk by `dialer.results_queue.ResultPublisher` when Redis is unreachable, and flushed when it
-is back (at the start of every job and after every successful publish)."""
+is back: at the start of every job, after every successful publish, and by the job that spooled
+it, which keeps trying (`drain`) before it ends. Without that last one a result spooled by the
+day's last call waited for the next call, its job sat `in_call`, and once the call slot's lease
+ran out the reaper recorded the attempt `interrupted` and the real result arrived too late."""
 
 from __future__ import annotations
 
@@ -33,6 +36,36 @@ class PublisherSink:
         log.info("result of %s attempt %d %s", data.call_id, data.attempt, outcome)
         if outcome == "sent":
             await self.flush()
+
+    @property
+    def spooled(self) -> bool:
+        """True when a result of this sink went to the spool instead of the queue."""
+        return "spooled" in self.outcomes
+
+    async def drain(
+        self, max_wait_s: float, *, first_delay_s: float = 1.0, max_delay_s: float = 30.0
+    ) -> int:
+        """Flush the spool until it is empty or `max_wait_s` has passed, waiting `first_delay_s`,
+        then twice as long each time (at most `max_delay_s`) between tries. Returns how many
+        results still wait (0: all sent)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_s
+        delay = first_delay_s
+        left = len(await asyncio.to_thread(self.publisher.pending))
+        while left and loop.time() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            await self.flush()
+            left = len(await asyncio.to_thread(self.publisher.pending))
+            delay = min(delay * 2, max_delay_s)
+        if left:
+            log.warning(
+                "%d result(s) still spooled in %s after %.0f s; the next job or "
+                "`python -m agent flush-spool` sends them",
+                left,
+                self.publisher.spool_dir,
+                max_wait_s,
+            )
+        return left
 
     async def flush(self) -> int:
         """Send results spooled earlier (by this or another process). Never raises."""

@@ -157,6 +157,8 @@ async def entrypoint(ctx: JobContext) -> None:
                 await run_session(ctx, cfg, web_plan, sink, participant=None)
     finally:
         await flush_task
+        if sink.spooled:  # Redis was away when this call ended: keep trying before we go
+            await sink.drain(cfg.spool_drain_s)
         await asyncio.to_thread(publisher.close)
 
 

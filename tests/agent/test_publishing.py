@@ -67,3 +67,49 @@ def test_result_spooled_while_redis_is_down_is_delivered_when_it_is_back(tmp_pat
     finally:
         publisher.close()
         server.stop()
+
+
+def test_the_job_that_spooled_keeps_trying_until_redis_is_back(tmp_path: Path) -> None:
+    """No later call needed: `drain` (what the agent's job does before it ends when its result
+    was spooled) sends it once Redis answers again."""
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    publisher = ResultPublisher(server.url, tmp_path / "spool", connect_timeout=0.5)
+    sink = PublisherSink(publisher)
+    try:
+        server.stop()
+        scripted = ScriptedLLM([call("record_consent", consent_given=False)])
+        run = asyncio.run(
+            run_text_screening_detailed(dispatch_metadata("nl"), scripted, ["Nee."], sink=sink)
+        )
+        assert sink.spooled and len(publisher.pending()) == 1
+
+        async def outage_ends_while_draining() -> int:
+            draining = asyncio.create_task(sink.drain(20.0, first_delay_s=0.2, max_delay_s=0.5))
+            await asyncio.sleep(1.0)
+            assert not draining.done(), "drain gave up while Redis was still down"
+            await asyncio.to_thread(server.start)
+            return await draining
+
+        assert asyncio.run(outage_ends_while_draining()) == 0
+        assert publisher.pending() == []
+        [message] = _queued(server.url)
+        assert message.result == run.result
+    finally:
+        publisher.close()
+        server.stop()
+
+
+def test_drain_gives_up_after_its_time_and_keeps_the_file(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    server.stop()
+    publisher = ResultPublisher(server.url, tmp_path / "spool", connect_timeout=0.2)
+    sink = PublisherSink(publisher)
+    try:
+        scripted = ScriptedLLM([call("record_consent", consent_given=False)])
+        asyncio.run(
+            run_text_screening_detailed(dispatch_metadata("nl"), scripted, ["Nee."], sink=sink)
+        )
+        assert asyncio.run(sink.drain(0.6, first_delay_s=0.2, max_delay_s=0.2)) == 1
+        assert len(publisher.pending()) == 1  # still on disk for the next job / flush-spool
+    finally:
+        publisher.close()
