@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -36,6 +36,7 @@ from dialer.errors import (
 from dialer.keys import Keys
 from dialer.limiter import CircuitBreaker, ConcurrencySlots, RedisPacer
 from dialer.livekit_dialer import DialPlan, LiveKitDialer
+from dialer.liveness import LiveMarker
 from dialer.messages import (
     PHONE_PARTICIPANT_IDENTITY,
     DialContext,
@@ -68,6 +69,20 @@ DialResult = Literal[
 SLOT_RETRY_S = 2.0
 # How long a dial task may wait for its pacing turn before handing the job back to the due-set.
 PACING_WAIT_S = 30.0
+# A delivery working on an attempt refreshes its live marker every third of this; a copy of
+# the message waits this long at most after the delivery's process died before recovering.
+LIVE_MARKER_TTL_S = 10.0
+
+
+class AttemptInProgress(Exception):
+    """Another delivery of the same message is dialing this attempt right now (kombu handed the
+    message back while its first delivery ran on). The task puts this copy back on the queue;
+    it finds the attempt finished next time, or recovers it if the first delivery died."""
+
+    def __init__(self, call_id: str, attempt: int) -> None:
+        super().__init__(f"{call_id} attempt {attempt} is being dialed by a live delivery")
+        self.call_id = call_id
+        self.attempt = attempt
 
 
 class NotDialedYet(Exception):
@@ -146,7 +161,12 @@ class DialService:
             recovering = self.r.get(lock_key) == owner
             if not recovering:
                 return DialReport(call_id, attempt, "duplicate", detail="another delivery dials")
-            return await self._recover(job, attempt, owner, now)
+            with self._live(call_id, attempt):
+                # Read again under the marker: a live delivery may have just finished with it.
+                job = self.store.get(call_id)
+                if job.state is not JobState.DIALING or job.attempt != attempt:
+                    return DialReport(call_id, attempt, "stale", detail=f"job is {job.state.value}")
+                return await self._recover(job, attempt, owner, now)
         if (
             job.state not in (JobState.SCHEDULED, JobState.RETRY_SCHEDULED)
             or job.next_attempt != attempt
@@ -159,6 +179,22 @@ class DialService:
         took_lock = self.r.set(lock_key, owner, nx=True, ex=7 * 86400)
         if not took_lock and self.r.get(lock_key) != owner:
             return DialReport(call_id, attempt, "duplicate", detail="attempt lock taken")
+        with self._live(call_id, attempt):
+            return await self._lock_and_dial(job, attempt, owner, now)
+
+    @contextlib.contextmanager
+    def _live(self, call_id: str, attempt: int) -> Iterator[None]:
+        """Hold the attempt's live marker while working on it, or raise AttemptInProgress."""
+        marker = LiveMarker(self.r, self.keys.dial_live(call_id, attempt), ttl_s=LIVE_MARKER_TTL_S)
+        if not marker.acquire():
+            raise AttemptInProgress(call_id, attempt)
+        try:
+            yield
+        finally:
+            marker.release()
+
+    async def _lock_and_dial(self, job: Job, attempt: int, owner: str, now: datetime) -> DialReport:
+        call_id = job.call_id
         try:
             self.store.transition(
                 call_id,

@@ -25,6 +25,11 @@ class Keys:
         """String (SET NX): the delivery that owns dial number `attempt` of this job."""
         return f"{self.prefix}:dial:{call_id}:{attempt}"
 
+    def dial_live(self, call_id: str, attempt: int) -> str:
+        """String with a short TTL, refreshed while a delivery works on dial number `attempt`:
+        a copy of the same message finding it knows the first is alive, not crashed."""
+        return f"{self.prefix}:dial-live:{call_id}:{attempt}"
+
     @property
     def jobs_index(self) -> str:
         """Sorted set: every call_id by submission time (for listing / pagination)."""

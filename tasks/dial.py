@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
 
-from dialer.dialing import DialService
+from dialer.dialing import AttemptInProgress, DialService
 from dialer.errors import JobNotFound
 from dialer.results import dead_letter
 from tasks.app import app
-from tasks.context import publish_result, requeue_when_redis_is_away, run_async, runtime
+from tasks.context import (
+    REQUEUE_PAUSE_S,
+    publish_result,
+    requeue_when_redis_is_away,
+    run_async,
+    runtime,
+)
 
 log = logging.getLogger("dialer.tasks.dial")
 
@@ -40,6 +48,11 @@ def place_call(self: Task, call_id: Any, attempt: Any) -> str:
     owner = str(self.request.id)
     try:
         report = run_async(dial_service().place_call(call_id, attempt, owner, now))
+    except AttemptInProgress as exc:
+        # A copy of a message whose first delivery still runs: back on the queue, after a pause.
+        log.info("%s; message handed back", exc)
+        time.sleep(REQUEUE_PAUSE_S)
+        raise Reject(str(exc), requeue=True) from exc
     except JobNotFound:
         dead_letter(
             rt.client, rt.keys, "dial", {"call_id": call_id, "attempt": attempt}, "no such job", now
