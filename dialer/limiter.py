@@ -79,6 +79,7 @@ class RedisPacer:
         recovery_half_life_s: float = 30.0,
         backoff_cooldown_s: float = 1.0,
         headroom: float = 0.0,
+        reserve_ahead_s: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -99,37 +100,47 @@ class RedisPacer:
         if not 0 <= headroom < 1:
             raise ValueError("headroom must be in [0, 1)")
         self._emission_us = emission_interval_us(calls_per_second * (1 - headroom))
+        self.reserve_ahead_s = reserve_ahead_s
         self._sleep = sleep
         self._monotonic = monotonic
         self._acquire = _register(client, "pacer_acquire")
         self._backoff = _register(client, "pacer_backoff")
         self._multiplier = _register(client, "pacer_multiplier")
 
+    def _take(self, ahead_s: float) -> tuple[float, bool]:
+        """(seconds, taken): the caller's turn comes in `seconds` (taken), or the next turn is
+        due in `seconds` and lies further ahead than `ahead_s` (not taken)."""
+        wait_us, now_us, taken = self._acquire(
+            keys=[self.key],
+            args=[self._emission_us, self.burst, _us(self.recovery_half_life_s), _us(ahead_s)],
+        )
+        if int(taken):
+            self.last_admitted_at = (int(now_us) + int(wait_us)) / _US
+        return int(wait_us) / _US, bool(int(taken))
+
     def try_acquire(self) -> float:
         """0.0 when a call may go now (its turn is taken), else seconds until one may."""
-        wait_us, now_us = self._acquire(
-            keys=[self.key],
-            args=[self._emission_us, self.burst, _us(self.recovery_half_life_s)],
-        )
-        if int(wait_us) > 0:
-            return int(wait_us) / _US
-        self.last_admitted_at = int(now_us) / _US
-        return 0.0
+        wait, taken = self._take(0.0)
+        return 0.0 if taken else wait
 
     def acquire(self, deadline_s: float) -> bool:
         """Wait for a turn; False as soon as it is clear none comes within `deadline_s`.
 
-        Each try re-asks Redis after sleeping the exact wait it was told, so the limit holds
-        however many processes wait at once (a waiter only ever takes a turn that is due).
+        A turn due within `reserve_ahead_s` is taken at once and slept for, so waiters line up
+        at exact intervals (no turn lost to polling, none two at once); one further ahead is
+        asked for again once it is within reach. The limit holds however many processes wait.
         """
         give_up_at = self._monotonic() + deadline_s
         while True:
-            wait = self.try_acquire()
-            if wait == 0.0:
+            ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - self._monotonic()))
+            wait, taken = self._take(ahead)
+            if taken:
+                if wait > 0:
+                    self._sleep(wait)
                 return True
             if self._monotonic() + wait > give_up_at:
                 return False
-            self._sleep(wait)
+            self._sleep(max(wait - ahead, 0.001))
 
     def backoff(self, factor: float = 0.5) -> float:
         """Scale the rate by `factor` after a throttled dial; returns the multiplier in force.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from dialer import events
-from dialer.dialing import DialService, room_name
+from dialer.dialing import AttemptInProgress, DialService, room_name
 from dialer.livekit_dialer import LiveKitDialer
 from dialer.livekit_standin import LiveKitStandIn
 from dialer.messages import ResultMessage, parse_dispatch_metadata
@@ -132,14 +133,14 @@ def test_the_pacing_turn_is_taken_after_the_dispatch_right_before_the_invite(
 ) -> None:
     call_id = h.submit()
     turns: list[int] = []
-    take = h.service.pacer.try_acquire
+    take = h.service.pacer._take
 
-    def counting_turn() -> float:
+    def counting_turn(ahead_s: float) -> tuple[float, bool]:
         # How many requests LiveKit had seen when the turn was taken.
         turns.append(len(h.lk.requests))
-        return take()
+        return take(ahead_s)
 
-    h.service.pacer.try_acquire = counting_turn  # type: ignore[method-assign]
+    h.service.pacer._take = counting_turn  # type: ignore[method-assign]
     assert h.place(call_id, 1, "task-1") == "answered"
     methods = [q.method for q in h.lk.requests]
     assert methods[:3] == ["CreateRoom", "CreateDispatch", "CreateSIPParticipant"]
@@ -169,6 +170,55 @@ def test_the_same_message_delivered_twice_dials_once(h: Harness) -> None:
     assert h.place(call_id, 1, "task-1") == "answered"
     assert h.place(call_id, 1, "task-1") == "stale"
     assert h.dials_to() == 1
+
+
+def test_the_same_message_redelivered_while_its_first_delivery_still_dials_waits(
+    h: Harness,
+) -> None:
+    """kombu hands a worker's unacknowledged messages back when its broker connection drops and
+    Redis still answers, while the tasks run on: the copy must not take itself for a recovery
+    after a crash (it would remove the room and dial again)."""
+    h.lk.set_scenarios({NUMBER: "slow"})  # answered after 0.3 s: the first delivery is mid-dial
+    call_id = h.submit()
+
+    async def first_then_copy() -> tuple[str, BaseException | str]:
+        first = asyncio.ensure_future(h.service.place_call(call_id, 1, "task-1", h.t.clock.now()))
+        while h.t.store.get(call_id).dial_stage in ("", "locked"):
+            await asyncio.sleep(0.005)
+        try:
+            copy: BaseException | str = (
+                await h.service.place_call(call_id, 1, "task-1", h.t.clock.now())
+            ).result
+        except AttemptInProgress as exc:
+            copy = exc
+        return (await first).result, copy
+
+    first, copy = h.run(first_then_copy())
+    assert first == "answered"
+    assert isinstance(copy, AttemptInProgress), copy
+    assert h.dials_to() == 1
+    (room,) = h.lk.rooms
+    assert room.deleted_at is None, "the live call's room was left alone"
+    # Once the first delivery is done, the copy (handed back to the queue) finds nothing to do.
+    assert h.place(call_id, 1, "task-1") == "stale"
+    assert h.dials_to() == 1
+
+
+def test_a_delivery_whose_process_died_is_recovered_once_its_liveness_expires(
+    h: Harness, r: redis.Redis
+) -> None:
+    call_id = h.submit()
+    _crash_after_sip_request(h, call_id, "task-1")
+    # The dead process's liveness key is still there (it had not expired yet) ...
+    live_key = h.t.runtime.keys.dial_live(call_id, 1)
+    r.set(live_key, "dead-process", px=300)
+    with pytest.raises(AttemptInProgress):
+        h.place(call_id, 1, "task-1")
+    # ... and once it expires, the redelivery recovers as usual.
+    time.sleep(0.35)
+    assert h.place(call_id, 1, "task-1") == "interrupted"
+    assert h.dials_to() == 0
+    assert not r.exists(live_key), "released after the recovery"
 
 
 def test_two_workers_racing_for_one_attempt_dial_once(h: Harness) -> None:

@@ -122,6 +122,34 @@ def test_headroom_spaces_turns_that_share_further_apart(r: redis.Redis) -> None:
         RedisPacer(r, KEYS, TRUNK, 4, headroom=1.0)
 
 
+def test_waiters_reserve_the_next_turns_in_line_at_exact_intervals(r: redis.Redis) -> None:
+    slept: list[float] = []
+    pacer = RedisPacer(r, KEYS, TRUNK, 10, reserve_ahead_s=1.0, sleep=slept.append)
+    slots = []
+    for _ in range(10):  # the sleeps are not slept: every turn is reserved ahead, in line
+        assert pacer.acquire(5.0)
+        assert pacer.last_admitted_at is not None
+        slots.append(round(pacer.last_admitted_at * 1_000_000))
+    assert [b - a for a, b in zip(slots, slots[1:], strict=False)] == [100_000] * 9
+    assert slept[0] > 0.05 or len(slept) == 9  # the first turn was due at once (no sleep)
+    assert all(abs(w - 0.1 * k) < 0.05 for k, w in enumerate(slept[-9:], start=1)), slept
+    tat = int(r.hget(KEYS.pacing(TRUNK), "tat"))  # type: ignore[arg-type]
+    assert tat == slots[-1] + 100_000
+    # A plain try_acquire never reserves: the next turn is a second away.
+    assert 0.8 < pacer.try_acquire() <= 1.0
+    assert int(r.hget(KEYS.pacing(TRUNK), "tat")) == tat  # type: ignore[arg-type]
+
+
+def test_a_reservation_never_reaches_past_the_deadline(r: redis.Redis) -> None:
+    slept: list[float] = []
+    pacer = RedisPacer(r, KEYS, TRUNK, 10, reserve_ahead_s=1.0, sleep=slept.append)
+    assert pacer.acquire(1.0)
+    tat = r.hget(KEYS.pacing(TRUNK), "tat")
+    assert not pacer.acquire(0.05)  # the next turn is ~0.1 s away: out of reach, not taken
+    assert r.hget(KEYS.pacing(TRUNK), "tat") == tat
+    assert slept == []
+
+
 def test_acquire_gives_up_when_the_turn_is_past_the_deadline(r: redis.Redis) -> None:
     pacer = RedisPacer(r, KEYS, TRUNK, 0.5)  # one call every 2 s
     assert pacer.acquire(0.1)
