@@ -142,10 +142,13 @@ class DemoRun:
     broker: dict[str, int] = field(default_factory=dict)
     """Broker state at the end: queue lengths, unacknowledged messages, kombu's undeliverable
     queue (a message published to a queue with no binding lands there)."""
+    restarts: list[str] = field(default_factory=list)
+    """Workers or beat that exited on their own during the run and were restarted."""
 
     @property
     def log_path(self) -> Path:
-        """Warnings and errors of this process (stand-in, simulated agents) during the run."""
+        """This process's log during the run (stand-in, simulated agents): warnings and errors,
+        and the info lines of `agent.*` and `dialer.*`."""
         return self.data_dir / "logs" / "demo.log"
 
     @property
@@ -482,7 +485,7 @@ def run_scenario(
             on_queued(accepted, problems)
         assert stack.redis_url
         spool = ResultPublisher(stack.redis_url, parts.spool_dir)
-        log_handler = _log_to(data_dir / "logs" / "demo.log")
+        stop_logging = _log_to(data_dir / "logs" / "demo.log")
         try:
 
             def tick(counts: dict[str, int], now: datetime) -> None:
@@ -494,12 +497,12 @@ def run_scenario(
             )
         finally:
             spool.close()
-            logging.getLogger().removeHandler(log_handler)
-            log_handler.close()
+            stop_logging()
         jobs = collect_jobs(runtime, personas, default_persona)
         dead = [str(x) for x in runtime.client.lrange(runtime.keys.dead_letters, 0, -1)]
         webhook_dead = int(runtime.client.llen(runtime.keys.webhook_dead))
         broker = _broker_state(runtime.client)
+        restarts = list(stack.restarts)
         dials = parts.standin.dials
         deliveries = parts.receiver.received()
     return DemoRun(
@@ -517,20 +520,40 @@ def run_scenario(
         dead_letters=dead,
         webhook_dead=webhook_dead,
         broker=broker,
+        restarts=restarts,
     )
 
 
-def _log_to(path: Path) -> logging.Handler:
-    """Send this process's warnings and errors to `path` for the run (stand-in and simulated
-    agents run here; the worker and beat processes log under the same folder)."""
+def _log_to(path: Path) -> Callable[[], None]:
+    """Send this process's log records to `path` for the run: warnings and errors of everything,
+    and the info lines of our own loggers (`agent.*`, `dialer.*`: each simulated call's result
+    and where it went). The stand-in and the simulated agents run here; the worker and beat
+    processes log under the same folder. Returns the function that undoes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.WARNING)
+    handler.setLevel(logging.INFO)
+    handler.addFilter(_ours_or_warning)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
     )
+    raised = [logging.getLogger(n) for n in ("agent", "dialer")]
+    levels = [lg.level for lg in raised]
+    for lg in raised:
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
     logging.getLogger().addHandler(handler)
-    return handler
+
+    def undo() -> None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        for lg, level in zip(raised, levels, strict=True):
+            lg.setLevel(level)
+
+    return undo
+
+
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in ("agent", "dialer")
 
 
 def _broker_state(client: redis.Redis) -> dict[str, int]:

@@ -60,6 +60,7 @@ def test_the_expectations_follow_the_policy_defaults() -> None:
 
 def test_every_candidate_reaches_its_expected_final_status(clean_run: DemoRun) -> None:
     check_finished(clean_run)
+    assert clean_run.restarts == [], "a worker or the beat crashed during the clean run"
     assert {j.max_attempts for j in clean_run.jobs.values()} == {DEFAULT_MAX_ATTEMPTS}
     check_expected_statuses(clean_run)
     assert clean_run.by_status == EXPECTED_TOTALS

@@ -47,8 +47,11 @@ VISIBILITY_TIMEOUT_S = 8
 # after 4 x the webhook timeout + 30 s of real time (the demo clock cannot hurry it), and the
 # delivery waits until then. The receiver is on loopback and answers at once: 2 s is plenty,
 # and keeps such a wait to 38 s instead of 90 s.
+# Messages a lost connection could not hand back wait for a worker's periodic sweep: every 2 s
+# here (100 s by default), so they return soon after they are VISIBILITY_TIMEOUT_S old.
 FAULT_ENV = {
     "DIALER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
+    "DIALER_UNACKED_SWEEP_S": "2",
     "DIALER_WEBHOOK_TIMEOUT_S": "2",
 }
 
@@ -163,10 +166,12 @@ def notes(run: DemoRun) -> list[str]:
         f"duplicate deliveries (same webhook-id): {sum(r.duplicate for r in run.deliveries)}"
     )
     lines.append(f"broker at the end: {run.broker}")
+    lines += [f"restarted after a crash: {line}" for line in run.restarts]
     stuck = [c for c, j in run.jobs.items() if j.state != "done"]
     if stuck and run.log_path.exists():  # what this process (stand-in, agents) said about them
         said = run.log_path.read_text(errors="replace").splitlines()
-        lines += [f"demo.log: {line[:400]}" for line in said if any(c in line for c in stuck)]
+        about = [line for line in said if any(c in line for c in stuck)]
+        lines += [f"demo.log: {line[:400]}" for line in about[-80:]]
         lines += [f"demo.log: {line[:400]}" for line in said if "ERROR" in line][:20]
     return lines
 
