@@ -3,14 +3,16 @@
 - A queue item that is not a Celery message (a raw LPUSH by a misbehaving producer, a truncated
   write) is dead-lettered; kombu lets the JSON error escape and the worker stops.
 - Losing the broker connection while holding unacknowledged messages: Celery's consumer tears
-  the transport down (`Connection.collect`) before it closes the channel, and the channel's
-  close then tries to hand those messages back through a transport that has no connection
-  details left. kombu raises AttributeError, which nothing catches ("Unrecoverable error"):
-  the worker exits and, until something restarts it, nothing is consumed (seen as a job stuck
-  `in_call` whose result sat unacknowledged after a Redis restart). `SafeQoS` reports it as
-  the connection error it is; the messages stay in Redis's unacked hash and any worker's
-  periodic sweep hands them out again once they are `visibility_timeout` old, exactly as
-  when Redis is unreachable at that moment.
+  the transport down (`Connection.collect`) and reconnects with a new one, but the old channel
+  is still asked to hand back, acknowledge or reject the messages it delivered (when it closes,
+  and when a task that ran through the outage finishes). kombu then builds a Redis client from
+  a transport with no connection details left and raises AttributeError, which nothing catches
+  ("Unrecoverable error ... 'hostname'"): the worker exits and nothing is consumed until
+  something restarts it (seen as a job stuck `in_call` whose result sat unacknowledged after a
+  Redis restart). `SafeChannel` raises it as the connection error it is; kombu logs "Couldn't
+  ack / reject" and the messages stay in Redis's unacked hash, where any worker's periodic
+  sweep hands them out again once they are `visibility_timeout` old, exactly as when Redis is
+  unreachable at that moment.
 """
 
 from __future__ import annotations
@@ -31,26 +33,14 @@ def _dead_letter(raw: str, reason: str) -> None:
     record("broker", {"raw": raw[:10_000]}, reason)
 
 
-class SafeQoS(kombu_redis.QoS):
-    def restore_unacked(self, client: Any = None) -> Any:
-        held = len(self._delivered)
-        try:
-            if client is None and self.channel.connection.client is None:
-                raise AttributeError("transport already closed")
-            return super().restore_unacked(client)  # type: ignore[no-untyped-call]
-        except AttributeError as exc:
-            log.warning(
-                "broker connection already torn down: %d unacknowledged message(s) left for "
-                "redelivery after visibility_timeout",
-                held,
-            )
-            raise redis.exceptions.ConnectionError(
-                f"cannot hand back {held} unacknowledged message(s): transport closed"
-            ) from exc
-
-
 class SafeChannel(kombu_redis.Channel):
-    QoS = SafeQoS
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None:  # the transport was torn down under this channel
+            raise redis.exceptions.ConnectionError(
+                "broker connection already closed; unacknowledged messages of this channel "
+                "return after visibility_timeout"
+            )
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
 
     def _brpop_read(self, **options: Any) -> bool:
         try:

@@ -58,6 +58,26 @@ def test_closing_a_channel_after_the_transport_is_gone_keeps_the_message(
     assert r.hlen("unacked") == 0
 
 
+@pytest.mark.parametrize("settle", ["ack", "reject_requeue", "reject"])
+def test_settling_a_message_of_a_torn_down_channel_is_a_connection_error(
+    connection: Connection, r: redis.Redis, settle: str
+) -> None:
+    """A task that ran through the outage finishes after the consumer reconnected: its message
+    belongs to the old channel. kombu's ack/reject helpers swallow connection errors only."""
+    _publish(connection, {"n": 3})
+    channel = connection.default_channel
+    message = channel.basic_get("broker-test", no_ack=False)
+    assert message is not None
+    connection._do_close_transport()
+    connection.maybe_close_channel(channel)  # the consumer's clean-up after the lost connection
+    with pytest.raises(tuple(connection.connection_errors)):
+        if settle == "ack":
+            message.ack()
+        else:
+            message.reject(requeue=settle == "reject_requeue")
+    assert r.hlen("unacked") == 1, "left for the visibility sweep"
+
+
 def test_a_normal_close_still_hands_messages_back_at_once(
     connection: Connection, r: redis.Redis
 ) -> None:
