@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import kombu.exceptions
 import redis
+from celery import current_task
 from celery.exceptions import Reject
 
 from dialer.messages import RESULTS_QUEUE, RESULTS_TASK, ResultMessage
@@ -36,27 +37,58 @@ REDIS_UNREACHABLE: tuple[type[BaseException], ...] = (
 )
 # Pause before handing a message back, so a Redis that stays away is not polled in a hot loop.
 REQUEUE_PAUSE_S = 1.0
+# How long a task that lost Redis waits for it to answer again before handing its message back.
+REDIS_BACK_WAIT_S = 30.0
 
 
 def requeue_when_redis_is_away(fn: F) -> F:
-    """A task that cannot reach Redis hands its message back instead of failing it.
+    """A task that cannot reach Redis sends its message again instead of failing it.
 
     With `task_acks_late`, a task that raises has its message acknowledged (and dead-lettering
     it needs Redis too), so a dial that lost Redis half-way left its job in `dialing` with no
-    message to move it on. `Reject(requeue=True)` puts the message back (or, if Redis is still
-    away, leaves it unacknowledged for redelivery after `visibility_timeout`); the tasks are
-    idempotent, and a redelivered dial resumes from the stage it recorded."""
+    message to move it on. Instead the task waits for Redis to answer again (up to
+    REDIS_BACK_WAIT_S) and retries: the same task id (a dial's attempt lock knows its owner) in a
+    new message, sent through a fresh connection, so it runs within a second of Redis coming
+    back. The original message's acknowledgement may fail on the dropped connection; it then
+    comes back after `visibility_timeout` and finds its work done (the tasks are idempotent).
+    Redis still away after the wait: `Reject(requeue=True)` hands the message back, or leaves
+    it unacknowledged for redelivery after `visibility_timeout`."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except REDIS_UNREACHABLE as exc:
+            if redis_answers_again(REDIS_BACK_WAIT_S):
+                try:
+                    retry = current_task.retry(
+                        exc=exc, countdown=0, max_retries=None, throw=False
+                    )
+                except Reject:
+                    pass  # Celery could not send it (Redis gone again): hand the message back
+                else:
+                    log.warning("Redis was unreachable (%s); task sent again", type(exc).__name__)
+                    raise retry from exc
             log.warning("Redis unreachable (%s); message handed back", type(exc).__name__)
             time.sleep(REQUEUE_PAUSE_S)
             raise Reject(exc, requeue=True) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def redis_answers_again(within_s: float) -> bool:
+    """Ping this process's Redis until it answers (True) or `within_s` has passed (False)."""
+    give_up_at = time.monotonic() + within_s
+    pause = 0.2
+    while True:
+        try:
+            runtime().client.ping()
+            return True
+        except REDIS_UNREACHABLE:
+            if time.monotonic() + pause > give_up_at:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 @lru_cache(maxsize=1)
