@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from agent.publishing import PublisherSink
-from agent.simulate import run_text_screening_detailed
+from agent.simulate import TextScreening, run_text_screening_detailed
 from dialer.embedded_redis import EmbeddedRedis
 from dialer.messages import RESULTS_QUEUE, ResultMessage
 from dialer.models import Status
@@ -33,16 +33,21 @@ def _queued(url: str) -> list[ResultMessage]:
     return messages
 
 
+def _declined_screening(sink: PublisherSink) -> TextScreening:
+    """A short screening (consent declined) whose result goes to `sink`."""
+    scripted = ScriptedLLM([call("record_consent", consent_given=False)])
+    return asyncio.run(
+        run_text_screening_detailed(dispatch_metadata("nl"), scripted, ["Nee."], sink=sink)
+    )
+
+
 def test_result_spooled_while_redis_is_down_is_delivered_when_it_is_back(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
     publisher = ResultPublisher(server.url, tmp_path / "spool", connect_timeout=1.0)
     sink = PublisherSink(publisher)
     try:
         server.stop()
-        scripted = ScriptedLLM([call("record_consent", consent_given=False)])
-        run = asyncio.run(
-            run_text_screening_detailed(dispatch_metadata("nl"), scripted, ["Nee."], sink=sink)
-        )
+        run = _declined_screening(sink)
         assert run.result.status is Status.NOT_INTERESTED
         assert sink.outcomes == ["spooled"]
         [spooled] = publisher.pending()
@@ -77,10 +82,7 @@ def test_the_job_that_spooled_keeps_trying_until_redis_is_back(tmp_path: Path) -
     sink = PublisherSink(publisher)
     try:
         server.stop()
-        scripted = ScriptedLLM([call("record_consent", consent_given=False)])
-        run = asyncio.run(
-            run_text_screening_detailed(dispatch_metadata("nl"), scripted, ["Nee."], sink=sink)
-        )
+        run = _declined_screening(sink)
         assert sink.spooled and len(publisher.pending()) == 1
 
         async def outage_ends_while_draining() -> int:
@@ -105,10 +107,7 @@ def test_drain_gives_up_after_its_time_and_keeps_the_file(tmp_path: Path) -> Non
     publisher = ResultPublisher(server.url, tmp_path / "spool", connect_timeout=0.2)
     sink = PublisherSink(publisher)
     try:
-        scripted = ScriptedLLM([call("record_consent", consent_given=False)])
-        asyncio.run(
-            run_text_screening_detailed(dispatch_metadata("nl"), scripted, ["Nee."], sink=sink)
-        )
+        _declined_screening(sink)
         assert asyncio.run(sink.drain(0.6, first_delay_s=0.2, max_delay_s=0.2)) == 1
         assert len(publisher.pending()) == 1  # still on disk for the next job / flush-spool
     finally:
