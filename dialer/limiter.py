@@ -80,6 +80,7 @@ class RedisPacer:
         backoff_cooldown_s: float = 1.0,
         headroom: float = 0.0,
         reserve_ahead_s: float = 1.0,
+        max_late_s: float | None = 0.005,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -101,6 +102,9 @@ class RedisPacer:
             raise ValueError("headroom must be in [0, 1)")
         self._emission_us = emission_interval_us(calls_per_second * (1 - headroom))
         self.reserve_ahead_s = reserve_ahead_s
+        self.max_late_s = max_late_s
+        self.late_turns = 0
+        """Turns this object let go unused because it woke more than `max_late_s` after them."""
         self._sleep = sleep
         self._monotonic = monotonic
         self._acquire = _register(client, "pacer_acquire")
@@ -135,9 +139,16 @@ class RedisPacer:
             ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - self._monotonic()))
             wait, taken = self._take(ahead)
             if taken:
+                due = self._monotonic() + wait
                 if wait > 0:
                     self._sleep(wait)
-                return True
+                late = self._monotonic() - due
+                if self.max_late_s is None or late <= self.max_late_s:
+                    return True
+                # Woken too late (a busy CPU): sending now would put this call closer than
+                # 1 / rate to the ones after it. Let the turn go unused and take another.
+                self.late_turns += 1
+                continue
             if self._monotonic() + wait > give_up_at:
                 return False
             self._sleep(max(wait - ahead, 0.001))

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     calls_per_second: float = Field(default=5.0, gt=0)
     # Share of calls_per_second left unused: the turn is taken one HTTP request before the
     # INVITE leaves, and that request's jitter must not push two INVITEs under 1 / rate apart.
-    pacing_headroom: float = Field(default=0.01, ge=0, lt=0.5)
+    pacing_headroom: float = Field(default=0.015, ge=0, lt=0.5)
     max_concurrent_calls: int = Field(default=20, ge=1)
     ringing_timeout_s: int = Field(default=30, ge=5, le=120)
     max_call_duration_s: int = Field(default=900, ge=60)

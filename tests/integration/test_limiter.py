@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import random
 import time
@@ -130,7 +131,7 @@ def test_waiters_reserve_the_next_turns_in_line_at_exact_intervals(r: redis.Redi
         assert pacer.acquire(5.0)
         assert pacer.last_admitted_at is not None
         slots.append(round(pacer.last_admitted_at * 1_000_000))
-    assert [b - a for a, b in zip(slots, slots[1:], strict=False)] == [100_000] * 9
+    assert [b - a for a, b in itertools.pairwise(slots)] == [100_000] * 9
     assert slept[0] > 0.05 or len(slept) == 9  # the first turn was due at once (no sleep)
     assert all(abs(w - 0.1 * k) < 0.05 for k, w in enumerate(slept[-9:], start=1)), slept
     tat = int(r.hget(KEYS.pacing(TRUNK), "tat"))  # type: ignore[arg-type]
@@ -138,6 +139,25 @@ def test_waiters_reserve_the_next_turns_in_line_at_exact_intervals(r: redis.Redi
     # A plain try_acquire never reserves: the next turn is a second away.
     assert 0.8 < pacer.try_acquire() <= 1.0
     assert int(r.hget(KEYS.pacing(TRUNK), "tat")) == tat  # type: ignore[arg-type]
+
+
+def test_a_turn_woken_for_too_late_is_let_go_and_the_next_one_taken(r: redis.Redis) -> None:
+    """Sending a call 20 ms after its turn would put it 30 ms from the next at 20 calls/s."""
+    clock = [1000.0]
+    oversleep = [0.020, 0.0]  # the first wake-up is late, the second on time
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds + (oversleep.pop(0) if oversleep else 0.0)
+
+    pacer = RedisPacer(
+        r, KEYS, TRUNK, 20, max_late_s=0.005, sleep=sleep, monotonic=lambda: clock[0]
+    )
+    assert pacer.acquire(5.0)  # due at once: no sleep, not late
+    first = pacer.last_admitted_at
+    assert pacer.acquire(5.0)  # its turn (+50 ms) woken 20 ms late: skipped; the next one taken
+    assert pacer.late_turns == 1
+    assert first is not None and pacer.last_admitted_at is not None
+    assert round((pacer.last_admitted_at - first) * 1000) == 100, "the turn after the missed one"
 
 
 def test_a_reservation_never_reaches_past_the_deadline(r: redis.Redis) -> None:
