@@ -383,8 +383,8 @@ class DialService:
             return report
         self._record_metric(DialOutcome.ANSWERED.value, started)
         self.breaker.record(False)
-        self.store.set_fields(job.call_id, {"dial_stage": "answered"})
-        # InvalidTransition: the agent's result already arrived and moved the job on.
+        # InvalidTransition: the agent's result already arrived and moved the job on (its
+        # `dial_stage` is then `recorded`, and stays so).
         with contextlib.suppress(InvalidTransition):
             self.store.transition(
                 job.call_id,
@@ -392,7 +392,12 @@ class DialService:
                 now=now,
                 allowed_from=(JobState.DIALING,),
                 expect_attempt=attempt,
-                change=Change(fields={"answered_after_s": f"{answered.answered_after_s:.3f}"}),
+                change=Change(
+                    fields={
+                        "dial_stage": "answered",
+                        "answered_after_s": f"{answered.answered_after_s:.3f}",
+                    }
+                ),
             )
         return DialReport(job.call_id, attempt, "answered", outcome=DialOutcome.ANSWERED)
 

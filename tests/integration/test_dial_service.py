@@ -128,6 +128,22 @@ def test_answered_dial_creates_room_dispatch_and_sip_participant(h: Harness) -> 
     assert h.service.slots.in_use() == 1, "the slot stays held until the result arrives"
 
 
+def test_a_result_that_arrives_before_the_dial_returns_is_not_overwritten(h: Harness) -> None:
+    """A very short call: the agent's result is recorded while CreateSIPParticipant is still
+    answering. The dial task then leaves the job as the consumer left it."""
+    call_id = h.submit()
+
+    def result_first(call: Any) -> None:  # runs before the stand-in answers the SIP request
+        msg = ResultMessage.from_dial(call_id, 1, DialOutcome.NO_ANSWER, h.t.clock.now())
+        h.t.runtime.consumer.consume(msg, h.t.clock.now())
+
+    h.lk.on_answer = result_first
+    assert h.place(call_id, 1, "task-1") == "answered"
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.RETRY_SCHEDULED and job.dial_stage == "recorded"
+    assert h.dials_to() == 1
+
+
 def test_the_pacing_turn_is_taken_after_the_dispatch_right_before_the_invite(
     h: Harness, r: redis.Redis
 ) -> None:
