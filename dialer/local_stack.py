@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+from kombu import pools
 
 from dialer.embedded_redis import EmbeddedRedis
 from dialer.keys import Keys
@@ -287,9 +288,11 @@ def point_app_at(url: str) -> None:
     if app.conf.broker_url == url and app._pool is not None:
         return
     use_broker(url)
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # kombu keeps one connection pool per broker in a process-wide registry, and Celery takes
+    # the app's pool from it: closing only the app's pool left a closed pool registered for the
+    # old URL, handed back ("Acquire on closed pool") when a later stack used that URL again.
+    pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
 
 
