@@ -291,7 +291,7 @@ def point_app_at(url: str) -> None:
     # kombu keeps one connection pool per broker in a process-wide registry, and Celery takes
     # the app's pool from it: closing only the app's pool left a closed pool registered for the
     # old URL, handed back ("Acquire on closed pool") when a later stack used that URL again.
-    pools.reset()
+    pools.reset()  # type: ignore[no-untyped-call]
     app._pool = None
     app.amqp._producer_pool = None
 
