@@ -61,11 +61,11 @@ def requeue_when_redis_is_away(fn: F) -> F:
         except REDIS_UNREACHABLE as exc:
             if redis_answers_again(REDIS_BACK_WAIT_S):
                 try:
-                    retry = current_task.retry(
-                        exc=exc, countdown=0, max_retries=None, throw=False
-                    )
-                except Reject:
-                    pass  # Celery could not send it (Redis gone again): hand the message back
+                    retry = current_task.retry(exc=exc, countdown=0, throw=False)
+                except Exception:  # never lose the message over a failed retry
+                    # Celery could not send it (Redis gone again: Reject), or the task has used
+                    # its retries (the original error is raised): hand the message back below.
+                    pass
                 else:
                     log.warning("Redis was unreachable (%s); task sent again", type(exc).__name__)
                     raise retry from exc
