@@ -215,6 +215,7 @@ def demo_stack(
     """
     from agent.personas import PersonaCallHandler
 
+    data_dir = data_dir.resolve()  # passed to child processes that run in another folder
     handler = PersonaCallHandler(personas, default_persona)
     standin = LiveKitStandIn(
         dial_scenarios(personas), ring_seconds=0.2, hang_seconds=5.0, on_answer=handler
@@ -461,6 +462,7 @@ def run_scenario(
             f"{personas_path} not found: the demo needs a personas file next to the CSV"
         )
     default_persona, personas = load_personas(personas_path)
+    data_dir = data_dir.resolve()
     if data_dir.exists():
         shutil.rmtree(data_dir)
     started = time.monotonic()

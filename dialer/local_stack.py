@@ -99,6 +99,8 @@ class LocalStack:
     _supervisor: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> LocalStack:
+        # Absolute: the children run in the project folder, not in the caller's working folder.
+        self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
             self.embedded = EmbeddedRedis(

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from dialer import local_stack
@@ -57,3 +58,17 @@ def test_a_worker_that_fails_at_start_is_not_restarted(
         time.sleep(local_stack.SUPERVISE_EVERY_S * 3)
         assert stack.restarts == []
         assert len(stack.children) == 1
+
+
+def test_a_relative_data_dir_works_from_any_working_folder(
+    redis_url: str, r: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dialer demo` run outside the project folder: the children (which run in the project
+    folder) must get absolute paths, or the beat cannot open its schedule file."""
+    monkeypatch.chdir(tmp_path)
+    with LocalStack(Path("stack"), redis_url=redis_url, workers=1, concurrency=1) as stack:
+        stack.wait_ready()
+        assert stack.data_dir == tmp_path / "stack"
+        time.sleep(local_stack.MIN_UPTIME_S)
+        assert all(child.alive() for child in stack.children), stack.restarts
+        assert (tmp_path / "stack" / "logs" / "beat.log").exists()
