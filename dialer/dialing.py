@@ -336,6 +336,8 @@ class DialService:
             ringing_timeout_s=self.settings.ringing_timeout_s,
             max_call_duration_s=self.settings.max_call_duration_s,
             empty_timeout_s=self.settings.room_empty_timeout_s,
+            from_number=job.request.sip_from_number,
+            agent_name=job.request.agent_name,
         )
 
     async def _dial(self, job: Job, attempt: int, now: datetime) -> DialReport:
@@ -396,6 +398,7 @@ class DialService:
                     fields={
                         "dial_stage": "answered",
                         "answered_after_s": f"{answered.answered_after_s:.3f}",
+                        "sip_call_id": answered.sip_call_id,
                     }
                 ),
             )

@@ -77,6 +77,8 @@ class DialPlan:
     ringing_timeout_s: int
     max_call_duration_s: int
     empty_timeout_s: int
+    from_number: str | None = None  # this job's caller id, else the dialer's default
+    agent_name: str | None = None  # this job's agent, else the dialer's default
 
 
 @dataclass(frozen=True)
@@ -201,14 +203,15 @@ class LiveKitDialer:
         await self._retrying("CreateRoom", lambda: self._api().room.create_room(request))
 
     async def _create_dispatch(self, plan: DialPlan) -> None:
+        agent_name = plan.agent_name or self.agent_name
         request = proto_dispatch.CreateAgentDispatchRequest(
-            agent_name=self.agent_name, room=plan.room_name, metadata=plan.dispatch_metadata
+            agent_name=agent_name, room=plan.room_name, metadata=plan.dispatch_metadata
         )
 
         async def existing() -> proto_dispatch.AgentDispatch | None:
             # A failed CreateDispatch may still have dispatched the agent: never dispatch twice.
             found = await self._api().agent_dispatch.list_dispatch(plan.room_name)
-            return next((d for d in found if d.agent_name == self.agent_name), None)
+            return next((d for d in found if d.agent_name == agent_name), None)
 
         await self._retrying(
             "CreateDispatch",
@@ -275,8 +278,9 @@ class LiveKitDialer:
             max_call_duration=Duration(seconds=plan.max_call_duration_s),
             krisp_enabled=self.krisp_enabled,
         )
-        if self.from_number:
-            request.sip_number = self.from_number
+        from_number = plan.from_number or self.from_number
+        if from_number:
+            request.sip_number = from_number
         return request
 
     async def _look_for_call(self, plan: DialPlan) -> proto_models.ParticipantInfo | None:

@@ -267,6 +267,10 @@ class ScreeningRequest(SessionInput):
     max_attempts: int | None = Field(default=None, ge=1, le=10)
     retry_policy: RetryPolicy | None = None
     timeslots: list[str] = Field(default_factory=list)
+    # Per-job overrides of LIVEKIT_SIP_FROM_NUMBER / LIVEKIT_AGENT_NAME (seeds/002 `fromNumber`,
+    # `agentName`); the trunk still decides which caller ids it may present.
+    sip_from_number: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
+    agent_name: str | None = Field(default=None, min_length=1, max_length=128)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("not_before", "expires_at")

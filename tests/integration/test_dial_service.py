@@ -128,6 +128,20 @@ def test_answered_dial_creates_room_dispatch_and_sip_participant(h: Harness) -> 
     assert h.service.slots.in_use() == 1, "the slot stays held until the result arrives"
 
 
+def test_a_job_can_name_its_own_caller_id_and_agent(h: Harness) -> None:
+    """seeds/002 `fromNumber` / `agentName`: per-job overrides of the dialer's defaults."""
+    call_id = h.submit(sip_from_number="+3225559999", agent_name="vip-screener")
+    assert h.place(call_id, 1, "task-1") == "answered"
+    (dial,) = h.lk.dials
+    assert dial.from_number == "+3225559999"
+    (dispatch,) = h.lk.dispatches
+    assert dispatch.agent_name == "vip-screener"
+    job = h.t.store.get(call_id)
+    assert job.raw["sip_call_id"] == dial.sip_call_id != ""
+    request, _ = parse_dispatch_metadata(dispatch.metadata)
+    assert request.call_id == call_id, "the overrides do not leak into the agent's SessionInput"
+
+
 def test_a_result_that_arrives_before_the_dial_returns_is_not_overwritten(h: Harness) -> None:
     """A very short call: the agent's result is recorded while CreateSIPParticipant is still
     answering. The dial task then leaves the job as the consumer left it."""
