@@ -6,10 +6,11 @@ everything specific to this project is prefixed `DIALER_`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dialer.errors import ConfigError
@@ -63,12 +64,27 @@ class Settings(BaseSettings):
 
     # Webhooks.
     webhook_allow_private: bool = False
+    # Non-public networks webhooks may reach anyway, comma-separated CIDRs ("127.0.0.0/8,::1/128"
+    # for receivers on this machine); every other private address stays refused.
+    webhook_allow_networks: str = ""
     webhook_timeout_s: float = 15.0
     webhook_config: Path | None = None
 
     # Agent: where spooled results wait when Redis is unreachable.
     spool_dir: Path = Path(".dialer/spool")
     recruiter_number: str | None = None
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _cidr_list(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{part!r} is not a network in CIDR form such as 127.0.0.0/8 ({exc})"
+                ) from None
+        return value
 
     def require_livekit(self) -> tuple[str, str, str]:
         """URL, key and secret, or a ConfigError that says which variable to set."""

@@ -49,6 +49,7 @@ def service_for(rt: Runtime) -> WebhookService:
                 rt.client,
                 rt.keys,
                 allow_private=settings.webhook_allow_private,
+                allow_networks=settings.webhook_allow_networks,
                 timeout_s=settings.webhook_timeout_s,
             )
         try:

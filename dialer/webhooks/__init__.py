@@ -42,10 +42,11 @@ from dialer.webhooks.service import (
     is_delivery_id,
 )
 from dialer.webhooks.signing import generate_secret, mask_secret, signed_headers, validate_secret
-from dialer.webhooks.urlguard import UrlGuard, address_problem
+from dialer.webhooks.urlguard import LOOPBACK_NETWORKS, UrlGuard, address_problem, parse_networks
 
 __all__ = [
     "ALL_EVENTS",
+    "LOOPBACK_NETWORKS",
     "Classified",
     "Delivery",
     "DeliveryNotFound",
@@ -69,6 +70,7 @@ __all__ = [
     "make_client",
     "mask_secret",
     "parse_config",
+    "parse_networks",
     "parse_retry_after",
     "post_once",
     "signed_headers",

@@ -242,6 +242,7 @@ class WebhookService:
         keys: Keys,
         *,
         allow_private: bool = False,
+        allow_networks: str | Sequence[str] = (),
         timeout_s: float = 15.0,
         retry_schedule: Sequence[float] | None = None,
         guard: UrlGuard | None = None,
@@ -257,7 +258,7 @@ class WebhookService:
         self.keys = keys
         self.timeout_s = timeout_s
         self.retry_schedule = tuple(retry_schedule) if retry_schedule is not None else None
-        self.guard = guard or UrlGuard(allow_private=allow_private)
+        self.guard = guard or UrlGuard(allow_private=allow_private, allow_networks=allow_networks)
         self.endpoints = EndpointStore(client, keys, self.guard)
         self._own_http = http is None
         self.http = http or make_client(self.guard, timeout_s)
@@ -276,11 +277,12 @@ class WebhookService:
     def from_settings(
         cls, client: redis.Redis, keys: Keys, settings: Settings, **overrides: Any
     ) -> WebhookService:
-        """Allow-private, timeout and (from `DIALER_WEBHOOK_CONFIG`, TOML) the retry schedule.
-        Endpoints in the config file are not stored until `sync_config` is called."""
+        """URL guard exceptions, timeout and (from `DIALER_WEBHOOK_CONFIG`, TOML) the retry
+        schedule. Endpoints in the config file are not stored until `sync_config` is called."""
         config = load_config_file(settings.webhook_config) if settings.webhook_config else None
         options: dict[str, Any] = {
             "allow_private": settings.webhook_allow_private,
+            "allow_networks": settings.webhook_allow_networks,
             "timeout_s": settings.webhook_timeout_s,
             "config": config,
         }

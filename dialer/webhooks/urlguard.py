@@ -11,8 +11,15 @@ address that is not publicly routable:
     IPv4 embedded in IPv6 (::ffff:a.b.c.d, 64:ff9b::/96 NAT64, 2002::/16 6to4) is unwrapped
     and checked as IPv4.
 
-`allow_private=True` (setting `DIALER_WEBHOOK_ALLOW_PRIVATE`) switches the address check off;
-the tests and the local demo use it to reach receivers on 127.0.0.1.
+Exceptions, narrowest first:
+
+    `allow_networks` (setting `DIALER_WEBHOOK_ALLOW_NETWORKS`, comma-separated CIDRs, e.g.
+    "127.0.0.0/8,::1/128" for receivers on this machine): addresses inside these networks pass;
+    every other non-public address is still refused, and plain http is accepted only for a host
+    whose addresses all lie inside them. Checked at registration and at connect time alike.
+    `LOOPBACK_NETWORKS` is the value tests, the demo and the benches use.
+    `allow_private=True` (setting `DIALER_WEBHOOK_ALLOW_PRIVATE`) switches the address check off
+    entirely (kept for compatibility; prefer the allow list).
 
 When it is checked
     * at registration: `UrlGuard.check_url` (scheme, shape, resolution, addresses);
@@ -47,12 +54,44 @@ import httpcore
 from dialer.errors import FieldProblem, UnsafeWebhookURL, ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 """(host, port) -> IP address strings. Raises OSError (socket.gaierror) when the name does not
 resolve."""
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# Receivers on this machine only: what tests, the local demo and the benches allow.
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+
+
+def parse_networks(value: str | Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
+    """Networks from "cidr,cidr" text or an iterable of CIDRs. ValidationFailed (field
+    `webhook_allow_networks`) names each entry that is not a network."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    networks: list[IPNetwork] = []
+    problems: list[FieldProblem] = []
+    for part in parts:
+        if isinstance(part, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            networks.append(part)
+            continue
+        text = str(part).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=True))
+        except ValueError as exc:
+            problems.append(
+                FieldProblem(
+                    "webhook_allow_networks",
+                    f"{text!r} is not a network in CIDR form such as 127.0.0.0/8 or ::1/128 "
+                    f"({exc})",
+                )
+            )
+    if problems:
+        raise ValidationFailed(problems)
+    return tuple(dict.fromkeys(networks))
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -136,25 +175,31 @@ def parse_target(url: str, *, allow_http: bool) -> Target:
     if parts.fragment:
         raise bad("must not have a #fragment")
     if scheme == "http" and not allow_http:
-        raise UnsafeWebhookURL(
-            f"{url}: plain http is refused; use https (http is only allowed together with "
-            "DIALER_WEBHOOK_ALLOW_PRIVATE=true, for local receivers)"
-        )
+        raise UnsafeWebhookURL(_HTTP_REFUSED.format(url=url))
     return Target(scheme, parts.hostname, port or (443 if scheme == "https" else 80))
 
 
+_HTTP_REFUSED = (
+    "{url}: plain http is refused; use https (http is only allowed to a host whose addresses "
+    "are all in DIALER_WEBHOOK_ALLOW_NETWORKS, e.g. 127.0.0.0/8 for a receiver on this machine)"
+)
+
+
 class UrlGuard:
-    """Resolves webhook hosts and refuses non-public addresses unless `allow_private`."""
+    """Resolves webhook hosts and refuses non-public addresses, except those inside
+    `allow_networks` (or every address when `allow_private`)."""
 
     def __init__(
         self,
         *,
-        allow_private: bool,
+        allow_private: bool = False,
+        allow_networks: str | Iterable[str | IPNetwork] = (),
         resolver: Resolver = system_resolver,
         cache_ttl_s: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.allow_private = allow_private
+        self.allow_networks = parse_networks(allow_networks)
         self._resolver = resolver
         self._ttl = cache_ttl_s
         self._monotonic = monotonic
@@ -165,15 +210,35 @@ class UrlGuard:
     def check_url(self, url: str) -> Target:
         """Registration-time check: shape, scheme and (unless private targets are allowed)
         every address the host resolves to. Raises ValidationFailed or UnsafeWebhookURL."""
-        target = parse_target(url, allow_http=self.allow_private)
-        if not self.allow_private:
-            try:
-                self.addresses(target.host, target.port)
-            except OSError as exc:
-                raise UnsafeWebhookURL(
-                    f"{target.host} does not resolve ({exc}); cannot check where it points"
-                ) from None
+        target = parse_target(url, allow_http=self.allow_private or bool(self.allow_networks))
+        if self.allow_private:
+            return target
+        try:
+            addresses = self.addresses(target.host, target.port)
+        except OSError as exc:
+            raise UnsafeWebhookURL(
+                f"{target.host} does not resolve ({exc}); cannot check where it points"
+            ) from None
+        if target.scheme == "http" and not all(self.allowed(a) for a in addresses):
+            # Plain http only to networks the operator listed (a receiver on this machine):
+            # anything else must be https.
+            raise UnsafeWebhookURL(_HTTP_REFUSED.format(url=url))
         return target
+
+    def allowed(self, address: str | IPAddress) -> bool:
+        """True when `address` (or the IPv4 address embedded in it) is in `allow_networks`."""
+        if not self.allow_networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        except ValueError:
+            return False
+        candidates: list[IPAddress] = [ip]
+        if isinstance(ip, ipaddress.IPv6Address):
+            inner = _embedded_ipv4(ip)
+            if inner is not None:
+                candidates.append(inner)
+        return any(c in net for c in candidates for net in self.allow_networks)
 
     def addresses(self, host: str, port: int) -> list[str]:
         """The host's addresses, all vetted. Raises UnsafeWebhookURL when any is refused and
@@ -196,9 +261,10 @@ class UrlGuard:
             raise UnsafeWebhookURL(hit[2])
         return hit[1]
 
-    @staticmethod
-    def _refusal(host: str, addresses: Iterable[str]) -> str | None:
+    def _refusal(self, host: str, addresses: Iterable[str]) -> str | None:
         for address in addresses:
+            if self.allowed(address):
+                continue
             try:
                 problem = address_problem(address)
             except ValueError:
@@ -206,8 +272,9 @@ class UrlGuard:
             if problem is not None:
                 return (
                     f"{host} resolves to {address}, a {problem}; outbound webhooks may only "
-                    "reach public addresses (set DIALER_WEBHOOK_ALLOW_PRIVATE=true for local "
-                    "receivers)"
+                    "reach public addresses (add the receiver's network to "
+                    "DIALER_WEBHOOK_ALLOW_NETWORKS to allow it, e.g. 127.0.0.0/8 for a receiver "
+                    "on this machine)"
                 )
         return None
 

@@ -27,6 +27,7 @@ from dialer.errors import UnsafeWebhookURL, ValidationFailed, WebhookError
 from dialer.events import ATTEMPT, COMPLETED, RETRY_SCHEDULED
 from dialer.keys import Keys
 from dialer.webhooks import (
+    LOOPBACK_NETWORKS,
     DeliveryNotFound,
     DeliveryStatus,
     EndpointNotFound,
@@ -62,7 +63,7 @@ def rx(secret: str, tmp_path: Path) -> Iterator[WebhookReceiver]:
 
 @pytest.fixture()
 def svc(r: redis.Redis) -> Iterator[WebhookService]:
-    service = WebhookService(r, KEYS, allow_private=True, timeout_s=1.0)
+    service = WebhookService(r, KEYS, allow_networks=LOOPBACK_NETWORKS, timeout_s=1.0)
     try:
         yield service
     finally:
@@ -404,7 +405,9 @@ def test_exhaustion_dead_letters_and_replay_delivers_with_the_same_id(
 
 
 def test_replay_by_endpoint_and_since(r: redis.Redis, rx: WebhookReceiver, secret: str) -> None:
-    svc = WebhookService(r, KEYS, allow_private=True, timeout_s=1.0, retry_schedule=())
+    svc = WebhookService(
+        r, KEYS, allow_networks=LOOPBACK_NETWORKS, timeout_s=1.0, retry_schedule=()
+    )
     try:
         a = add(svc, rx, secret, "/a")
         b = add(svc, rx, secret, "/b")
@@ -476,9 +479,9 @@ def test_disabled_or_removed_endpoint_dead_letters_pending_deliveries(
 def test_send_time_guard_refuses_what_registration_allowed(
     r: redis.Redis, rx: WebhookReceiver, secret: str
 ) -> None:
-    """Registered while private targets were allowed; a worker that does not allow them refuses
+    """Registered while loopback targets were allowed; a worker that does not allow them refuses
     to connect (the check is repeated at send time, per connection)."""
-    lenient = WebhookService(r, KEYS, allow_private=True, timeout_s=1.0)
+    lenient = WebhookService(r, KEYS, allow_networks=LOOPBACK_NETWORKS, timeout_s=1.0)
     strict = WebhookService(r, KEYS, allow_private=False, timeout_s=1.0)
     try:
         lenient.endpoints.add(rx.url("/crm"), secret=secret, now=T0)
@@ -511,12 +514,51 @@ def test_dns_rebinding_is_caught_at_connect_time(
         svc.close()
 
 
+@pytest.mark.parametrize("private", ["10.0.0.1", "169.254.169.254", "100.64.0.1"])
+def test_a_loopback_allow_list_delivers_to_loopback_and_refuses_other_private_targets(
+    r: redis.Redis, rx: WebhookReceiver, secret: str, private: str
+) -> None:
+    """DIALER_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8,::1/128: the receiver on loopback gets its
+    delivery; a private, metadata or CGNAT address is refused at registration (literal or by
+    name) and at connect time (a name that starts resolving to it)."""
+    answer = ["127.0.0.1"]
+
+    def resolver(host: str, port: int) -> list[str]:
+        return [host] if host[0].isdigit() else list(answer)
+
+    guard = UrlGuard(allow_networks=LOOPBACK_NETWORKS, resolver=resolver, cache_ttl_s=0)
+    svc = WebhookService(r, KEYS, guard=guard, timeout_s=1.0)
+    try:
+        svc.endpoints.add(f"http://crm.test:{rx.port}/crm", secret=secret, now=T0)
+        assert svc.deliver(emit_one(svc), T0).result == "delivered"
+
+        for url in (f"https://{private}/hook", "https://crm.test/elsewhere"):
+            answer[:] = [private]
+            with pytest.raises(UnsafeWebhookURL, match=private.replace(".", r"\.")):
+                svc.endpoints.add(url, secret=secret, now=T0)
+        assert len(svc.endpoints.list()) == 1
+
+        # The registered name now points at the private address. Another worker (a new
+        # connection: a kept-alive one stays bound to the address vetted when it was opened).
+        answer[:] = [private]
+        worker = WebhookService(r, KEYS, guard=guard, timeout_s=1.0)
+        try:
+            outcome = worker.deliver(emit_one(worker, now=at(1)), at(1))
+        finally:
+            worker.close()
+        assert outcome.result == "retry_scheduled"
+        assert f"crm.test resolves to {private}" in (outcome.error or "")
+        assert len(rx.received()) == 1
+    finally:
+        svc.close()
+
+
 def test_connections_go_to_the_address_the_guard_resolved(
     r: redis.Redis, rx: WebhookReceiver, secret: str
 ) -> None:
     """Pinning: the client connects to the guard's answer, not to a second DNS lookup (this name
     exists only in the guard's resolver)."""
-    guard = UrlGuard(allow_private=True, resolver=lambda h, p: ["127.0.0.1"])
+    guard = UrlGuard(allow_networks=LOOPBACK_NETWORKS, resolver=lambda h, p: ["127.0.0.1"])
     svc = WebhookService(r, KEYS, guard=guard, timeout_s=1.0)
     try:
         svc.endpoints.add(f"http://crm.pinned.invalid:{rx.port}/crm", secret=secret, now=T0)
@@ -597,7 +639,9 @@ def task_runtime(
     import tasks.webhooks as task_module
     from tasks.app import app
 
-    tr = support.make_runtime(r, T0, webhook_allow_private=True, webhook_timeout_s=1.0)
+    tr = support.make_runtime(
+        r, T0, webhook_allow_networks=LOOPBACK_NETWORKS, webhook_timeout_s=1.0
+    )
     monkeypatch.setattr(task_module, "runtime", lambda: tr.runtime)
     monkeypatch.setattr(task_module, "_service", None)
     monkeypatch.setattr(app.conf, "broker_url", redis_url)
@@ -686,7 +730,7 @@ def test_the_worker_service_applies_the_config_file(
         """,
         encoding="utf-8",
     )
-    tr = support.make_runtime(r, T0, webhook_allow_private=True, webhook_config=path)
+    tr = support.make_runtime(r, T0, webhook_allow_networks=LOOPBACK_NETWORKS, webhook_config=path)
     monkeypatch.setattr(task_module, "_service", None)
     svc = task_module.service_for(tr.runtime)
     try:
@@ -714,7 +758,7 @@ def test_pinned_https_still_verifies_the_certificate_against_the_name(
     )  # fmt: skip
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
-    guard = UrlGuard(allow_private=True, resolver=lambda h, p: ["127.0.0.1"])
+    guard = UrlGuard(allow_networks=LOOPBACK_NETWORKS, resolver=lambda h, p: ["127.0.0.1"])
     http = make_client(guard, 1.0, verify=str(cert))
     svc = WebhookService(r, KEYS, guard=guard, http=http, timeout_s=1.0)
     try:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 
+import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dialer.errors import UnsafeWebhookURL, ValidationFailed
-from dialer.webhooks.urlguard import UrlGuard, address_problem, parse_target
+from dialer.settings import Settings
+from dialer.webhooks.urlguard import (
+    LOOPBACK_NETWORKS,
+    UrlGuard,
+    address_problem,
+    parse_networks,
+    parse_target,
+)
 
 REFUSED = {
     "127.0.0.1": "loopback",
@@ -184,3 +192,104 @@ def test_a_changed_answer_is_seen_after_the_cache_expires() -> None:
     now[0] = 100.0
     with pytest.raises(UnsafeWebhookURL, match="loopback"):
         guard.addresses("rebind.example", 443)
+
+
+# -- the allow list (DIALER_WEBHOOK_ALLOW_NETWORKS) -------------------------------------------
+
+
+def loopback_only(table: dict[str, list[str]]) -> UrlGuard:
+    def resolver(host: str, port: int) -> list[str]:
+        if host in table:
+            return table[host]
+        try:
+            return [str(ipaddress.ip_address(host))]  # a literal resolves to itself
+        except ValueError:
+            raise OSError(f"unknown host {host}") from None
+
+    return UrlGuard(allow_networks=LOOPBACK_NETWORKS, resolver=resolver)
+
+
+def test_the_allow_list_lets_loopback_through_including_plain_http() -> None:
+    guard = loopback_only({"receiver.local": ["127.0.0.1", "::1"]})
+    assert guard.check_url("http://127.0.0.1:8080/hook").port == 8080
+    assert guard.check_url("https://[::1]:8443/hook").host == "::1"
+    assert guard.check_url("http://receiver.local:9000/hook").host == "receiver.local"
+    assert guard.addresses("receiver.local", 9000) == ["127.0.0.1", "::1"]  # connect time
+    assert guard.allowed("::ffff:127.0.0.1")  # IPv4-mapped loopback is loopback
+
+
+def test_the_system_resolver_s_localhost_passes_a_loopback_allow_list() -> None:
+    guard = UrlGuard(allow_networks=LOOPBACK_NETWORKS)
+    assert guard.check_url("http://localhost:8080/hook").host == "localhost"
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("10.0.0.1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("100.64.0.1", "CGNAT"),
+        ("192.168.1.1", "private"),
+        ("::ffff:10.0.0.1", "private"),
+    ],
+)
+def test_the_allow_list_still_refuses_every_other_private_address(
+    address: str, problem: str
+) -> None:
+    guard = loopback_only({"inside.example": [address]})
+    literal = f"[{address}]" if ":" in address else address
+    for url in (f"https://{literal}/hook", "https://inside.example/hook"):
+        with pytest.raises(UnsafeWebhookURL, match=problem):
+            guard.check_url(url)  # at registration
+    with pytest.raises(UnsafeWebhookURL, match=problem):
+        guard.addresses("inside.example", 443)  # at connect time
+    with pytest.raises(UnsafeWebhookURL, match="DIALER_WEBHOOK_ALLOW_NETWORKS"):
+        guard.addresses(address, 443)
+
+
+def test_a_name_resolving_to_loopback_and_a_private_address_is_refused() -> None:
+    guard = loopback_only({"mixed.local": ["127.0.0.1", "10.0.0.1"]})
+    with pytest.raises(UnsafeWebhookURL, match=r"10\.0\.0\.1"):
+        guard.check_url("https://mixed.local/hook")
+
+
+def test_plain_http_to_a_public_host_stays_refused_with_an_allow_list() -> None:
+    guard = loopback_only({"hooks.example": ["93.184.216.34"]})
+    assert guard.check_url("https://hooks.example/").host == "hooks.example"
+    with pytest.raises(UnsafeWebhookURL, match="plain http"):
+        guard.check_url("http://hooks.example/")
+
+
+def test_an_allow_list_of_one_private_network_allows_only_that_network() -> None:
+    guard = UrlGuard(allow_networks=["10.20.0.0/16"], resolver=lambda h, p: [h])
+    assert guard.check_url("https://10.20.3.4/hook").host == "10.20.3.4"
+    with pytest.raises(UnsafeWebhookURL, match="private"):
+        guard.check_url("https://10.21.0.1/hook")
+    with pytest.raises(UnsafeWebhookURL, match="loopback"):
+        guard.check_url("https://127.0.0.1/hook")
+
+
+def test_parse_networks_names_each_bad_entry() -> None:
+    assert parse_networks(" 127.0.0.0/8 , ::1/128,") == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert parse_networks("") == ()
+    with pytest.raises(ValidationFailed) as info:
+        parse_networks("127.0.0.0/8,localhost,10.0.0.1/8")
+    assert [p.field for p in info.value.problems] == ["webhook_allow_networks"] * 2
+    assert "'localhost'" in info.value.problems[0].message
+    assert "'10.0.0.1/8'" in info.value.problems[1].message  # host bits set: say what you mean
+
+
+def test_the_setting_is_validated_and_reaches_the_service_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIALER_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,::1/128")
+    settings = Settings(redis_url="redis://unused")
+    assert settings.webhook_allow_networks == "127.0.0.0/8,::1/128"
+    guard = UrlGuard(allow_networks=settings.webhook_allow_networks)
+    assert guard.allow_networks == parse_networks(LOOPBACK_NETWORKS)
+    monkeypatch.setenv("DIALER_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,not-a-network")
+    with pytest.raises(pydantic.ValidationError, match="webhook_allow_networks"):
+        Settings(redis_url="redis://unused")
