@@ -12,19 +12,30 @@ decides: delivered, retry (maybe with the receiver's Retry-After) or gone.
     timeout, connection error, refused by the URL guard at send time
                               retry per schedule
 
-`make_client` builds the one pooled `httpx.Client` a process uses: keep-alive pool, per-phase
-timeout of `timeout_s` (15 s by default), no redirects, no proxies from the environment, and the
-URL guard's pinning network backend (see `urlguard`).
+`make_client` builds the one pooled `httpx.Client` a process uses: keep-alive pool, no
+redirects, no proxies from the environment, and the URL guard's pinning network backend (see
+`urlguard`) wrapped in `DeadlineBackend`.
+
+Timeout: "2xx within 15 s" is a deadline for the whole try (connect, TLS, sending, status line,
+headers and body), not per phase. httpx's timeouts apply to each socket operation, so a receiver
+that trickles its reply a byte at a time would never trip them. `post_once` therefore sets an
+overall deadline (`timeout_s`) for the calling thread, and every socket operation of the
+delivery client gets at most the time that is left; once it is spent the next operation raises
+a timeout, and the try counts as failed even when a 2xx status line had already arrived.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import ssl
+import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import httpcore
 import httpx
@@ -104,6 +115,95 @@ def classify(
     return Classified(Verdict.RETRY, detail)
 
 
+# -- the overall deadline of one try ------------------------------------------------------------
+
+_deadline = threading.local()  # `at`: time.monotonic() by which the current try must be done
+_WRITE_CHUNK = 16 * 1024  # a write is one socket timeout: bound each chunk by what is left
+
+
+@contextlib.contextmanager
+def overall_deadline(seconds: float) -> Iterator[None]:
+    """Every socket operation of a `DeadlineBackend` in this thread ends by `seconds` from now."""
+    previous = getattr(_deadline, "at", None)
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = previous
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The per-operation timeout capped by the thread's deadline; `expired` once it passed."""
+    at: float | None = getattr(_deadline, "at", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        # Never hand a socket a timeout of 0: that would make it non-blocking, not expired.
+        raise expired("the try's overall deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose reads and writes end by the thread's overall deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for start in range(0, len(buffer), _WRITE_CHUNK):
+            chunk = buffer[start : start + _WRITE_CHUNK]
+            self._stream.write(chunk, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """Wraps a network backend (the guard's pinning one) so its streams honour the deadline."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self.inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        stream = self.inner.connect_tcp(host, port, left, local_address, socket_options)
+        return DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("webhooks are delivered over TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
 def make_client(
     guard: UrlGuard,
     timeout_s: float,
@@ -112,6 +212,7 @@ def make_client(
     verify: ssl.SSLContext | str | bool = True,
 ) -> httpx.Client:
     """The pooled client for deliveries; build once per process (after fork) and reuse.
+    `timeout_s` bounds each socket operation; `post_once` adds the overall deadline.
     `verify`: as httpx's (a CA bundle path for a private CA; SSL_CERT_FILE is honoured too)."""
     transport = httpx.HTTPTransport(trust_env=False, retries=0)
     # httpx does not expose httpcore's `network_backend`; swap in a pool that uses the guard's
@@ -121,7 +222,7 @@ def make_client(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
         keepalive_expiry=30.0,
-        network_backend=GuardedBackend(guard),
+        network_backend=DeadlineBackend(GuardedBackend(guard)),
     )
     return httpx.Client(
         transport=transport,
@@ -135,13 +236,16 @@ def make_client(
 def post_once(
     client: httpx.Client, url: str, body: bytes, headers: dict[str, str], *, timeout_s: float
 ) -> TryResult:
-    """POST once. Never raises for timeouts, network errors or the URL guard: they come back
-    as a TryResult with `status_code=None` and `error` set."""
+    """POST once, all of it (connect to last body byte) within `timeout_s`. Never raises for
+    timeouts, network errors or the URL guard: they come back as a TryResult with
+    `status_code=None` and `error` set."""
     start = time.perf_counter()
-    deadline = start + timeout_s
     try:
-        with client.stream("POST", url, content=body, headers=headers) as response:
-            snippet = _read_some(response, deadline, keep=not response.is_success)
+        with (
+            overall_deadline(timeout_s),
+            client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            snippet = _read_some(response, keep=not response.is_success)
             error = None
             if not response.is_success:
                 text = snippet.decode("utf-8", "replace").strip()
@@ -160,16 +264,17 @@ def post_once(
         return _failed(f"{type(exc).__name__}: {exc}"[:_ERROR_SNIPPET], start)
 
 
-def _read_some(response: httpx.Response, deadline: float, *, keep: bool) -> bytes:
+def _read_some(response: httpx.Response, *, keep: bool) -> bytes:
     """Read the body so the connection can go back to the pool, but never more than _MAX_BODY
-    bytes or past the deadline (closing early then drops the connection instead)."""
+    bytes (closing early then drops the connection instead). A body still arriving at the
+    deadline raises httpx.ReadTimeout: the try did not finish in time."""
     kept = bytearray()
     read = 0
     for chunk in response.iter_raw():
         read += len(chunk)
         if keep and len(kept) < _ERROR_SNIPPET * 4:
             kept.extend(chunk[: _ERROR_SNIPPET * 4 - len(kept)])
-        if read > _MAX_BODY or time.perf_counter() > deadline:
+        if read > _MAX_BODY:
             break
     return bytes(kept)
 

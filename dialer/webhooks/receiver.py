@@ -33,20 +33,26 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer."""
+    """One scripted answer.
+
+    `trickle_gap_s` > 0 sends the reply one byte at a time with that pause between bytes, like
+    a stalling peer that never goes quiet long enough for a per-read timeout: `trickle="all"`
+    trickles the status line and headers too, `"body"` only the body."""
 
     status: int = 200
     retry_after: str | None = None
     delay_s: float = 0.0
     location: str | None = None
     body: bytes = b""
+    trickle_gap_s: float = 0.0
+    trickle: Literal["all", "body"] = "all"
 
 
 @dataclass(frozen=True)
@@ -290,6 +296,9 @@ class WebhookReceiver:
 
     @staticmethod
     def _respond(h: BaseHTTPRequestHandler, reply: Reply) -> None:
+        if reply.trickle_gap_s > 0:
+            WebhookReceiver._trickle(h, reply)
+            return
         try:
             h.send_response(reply.status)
             if reply.retry_after is not None:
@@ -302,6 +311,34 @@ class WebhookReceiver:
                 h.wfile.write(reply.body)
         except OSError:  # the sender gave up (timeout): nothing to answer
             h.close_connection = True
+
+    @staticmethod
+    def _trickle(h: BaseHTTPRequestHandler, reply: Reply) -> None:
+        phrase = h.responses.get(reply.status, ("",))[0]
+        head = [
+            f"HTTP/1.1 {reply.status} {phrase}",
+            f"Content-Length: {len(reply.body)}",
+            "Connection: close",
+        ]
+        if reply.retry_after is not None:
+            head.append(f"Retry-After: {reply.retry_after}")
+        if reply.location is not None:
+            head.append(f"Location: {reply.location}")
+        header_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        h.close_connection = True  # whatever the sender makes of it, this connection is spent
+        try:
+            if reply.trickle == "body":
+                h.wfile.write(header_bytes)
+                h.wfile.flush()
+                slow = reply.body
+            else:
+                slow = header_bytes + reply.body
+            for i in range(len(slow)):
+                time.sleep(reply.trickle_gap_s)
+                h.wfile.write(slow[i : i + 1])
+                h.wfile.flush()
+        except OSError:  # the sender gave up: stop trickling
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -36,6 +37,8 @@ from dialer.webhooks import (
     generate_secret,
     load_config_file,
     make_client,
+    post_once,
+    signed_headers,
 )
 from dialer.webhooks.receiver import Reply, WebhookReceiver
 from tests.support import runtime as support
@@ -457,6 +460,49 @@ def test_timeouts_connection_errors_and_redirects_are_retried(
         next(i for i in svc.emit(ATTEMPT, DATA, T0) if svc.get(i).endpoint_id == closed.id), T0
     )
     assert refused.result == "retry_scheduled" and "ConnectError" in (refused.error or "")
+
+
+@pytest.mark.parametrize(
+    "trickle",
+    [
+        Reply(200, body=b"accepted", trickle="all", trickle_gap_s=0.1),  # slow status + headers
+        Reply(200, body=b"accepted" * 5, trickle="body", trickle_gap_s=0.1),  # trickled body
+    ],
+    ids=["headers", "body"],
+)
+def test_a_reply_trickled_past_the_timeout_is_a_timeout_not_a_delivery(
+    svc: WebhookService, rx: WebhookReceiver, secret: str, trickle: Reply
+) -> None:
+    """The timeout (1 s here, 15 s in production) is for the whole try: a receiver that sends
+    a byte every 0.1 s never trips a per-read timeout, yet its 2xx comes too late to count."""
+    add(svc, rx, secret)
+    rx.script("/crm", trickle)
+    delivery_id = emit_one(svc)
+    started = time.monotonic()
+    outcome = svc.deliver(delivery_id, T0)
+    took = time.monotonic() - started
+    assert outcome.result == "retry_scheduled" and outcome.status_code is None
+    assert "timeout after 1 s" in (outcome.error or "")
+    assert 0.9 <= took < 1.6, f"the try took {took:.2f} s"
+    assert svc.get(delivery_id).status is DeliveryStatus.FAILED
+
+    retried = svc.deliver(delivery_id, at(5))  # the receiver answers promptly now
+    assert retried.result == "delivered"
+    tries = rx.received("/crm")
+    assert len(tries) == 2 and tries[0].webhook_id == tries[1].webhook_id
+
+
+def test_post_once_reports_the_elapsed_time_of_a_trickled_try(
+    svc: WebhookService, rx: WebhookReceiver, secret: str
+) -> None:
+    rx.script("/crm", Reply(200, body=b"x" * 50, trickle="body", trickle_gap_s=0.05))
+    headers = signed_headers(secret, "msg_trickle", datetime.now(UTC), "{}")
+    result = post_once(svc.http, rx.url("/crm"), b"{}", headers, timeout_s=0.5)
+    assert result.status_code is None and "ReadTimeout" in (result.error or "")
+    assert 0.45 <= result.elapsed_s < 1.0
+    # A prompt reply on the same client afterwards is not affected by the spent deadline.
+    fine = post_once(svc.http, rx.url("/crm"), b"{}", headers, timeout_s=0.5)
+    assert fine.status_code == 200 and fine.elapsed_s < 0.5
 
 
 def test_disabled_or_removed_endpoint_dead_letters_pending_deliveries(
