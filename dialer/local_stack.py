@@ -10,7 +10,12 @@ Fault injection for the end-to-end tests: `kill_worker()` SIGKILLs a worker's wh
 group (main process and pool children, as an OOM kill or a lost machine would), `add_worker()`
 starts a replacement, and `restart_redis()` stops the embedded Redis (a clean shutdown, so the
 AOF is complete) and starts it again on the same port with the same data directory, so workers,
-beat and clients reconnect to the same URL and find everything as it was.
+beat and clients reconnect to the same URL and find everything as it was; `crash_redis()` then
+`start_redis()` does the same with a SIGKILL instead of a shutdown.
+
+While the stack runs, its embedded Redis's URL is in `<data_dir>/redis/url`, so one-shot
+`dialer` commands with the same DIALER_DATA_DIR share that server instead of starting a second
+one on the same files (`dialer.embedded_redis`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from types import TracebackType
 import redis
 from kombu import pools
 
-from dialer.embedded_redis import EmbeddedRedis
+from dialer.embedded_redis import AppendFsync, EmbeddedRedis
 from dialer.keys import Keys
 
 # Every queue, in the order a worker that consumes them all drains them (celeryconfig's
@@ -88,6 +93,7 @@ class LocalStack:
     beat: bool = True
     env_overrides: Mapping[str, str] = field(default_factory=dict)
     redis_appendonly: bool = True
+    redis_appendfsync: AppendFsync = "everysec"
     supervise: bool = True
     embedded: EmbeddedRedis | None = None
     children: list[ChildProcess] = field(default_factory=list)
@@ -104,7 +110,9 @@ class LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
             self.embedded = EmbeddedRedis(
-                self.data_dir / "redis", appendonly=self.redis_appendonly
+                self.data_dir / "redis",
+                appendonly=self.redis_appendonly,
+                appendfsync=self.redis_appendfsync,
             ).start()
             self.redis_url = self.embedded.url
         self.env = {
@@ -216,6 +224,13 @@ class LocalStack:
         if self.embedded is None:
             raise RuntimeError("only an embedded Redis can be started (REDIS_URL was given)")
         self.embedded.start()
+
+    def crash_redis(self) -> None:
+        """SIGKILL the embedded Redis, as a crash would (no shutdown, no final AOF write; with
+        `redis_appendfsync="always"` every acknowledged write is on disk already)."""
+        if self.embedded is None:
+            raise RuntimeError("only an embedded Redis can be crashed (REDIS_URL was given)")
+        self.embedded.kill()
 
     def restart_redis(self, down_s: float = 0.0) -> None:
         """Stop Redis, stay down `down_s` seconds, start it again on the same port."""

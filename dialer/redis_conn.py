@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import redis
 from redis.sentinel import Sentinel
 
-from dialer.embedded_redis import EmbeddedRedis
+from dialer.embedded_redis import EmbeddedRedis, running_server
 from dialer.errors import ConfigError
 from dialer.settings import Settings
 
@@ -16,7 +16,9 @@ _embedded: EmbeddedRedis | None = None
 
 
 def ensure_redis_url(settings: Settings) -> str:
-    """Return a Redis URL, starting an embedded server when `REDIS_URL` is unset.
+    """Return a Redis URL: `REDIS_URL`; else the embedded server that already serves
+    `DIALER_DATA_DIR` (a running `dialer run` or `dialer demo` on this machine); else a new
+    embedded server this process owns (stopped when it exits).
 
     The URL is exported as `REDIS_URL` so child processes (workers, beat) share the server.
     """
@@ -24,9 +26,27 @@ def ensure_redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
     if _embedded is None:
+        shared = running_server(settings.data_dir / "redis")
+        if shared is not None:
+            os.environ["REDIS_URL"] = shared
+            return shared
         _embedded = EmbeddedRedis(settings.data_dir / "redis").start()
     os.environ["REDIS_URL"] = _embedded.url
     return _embedded.url
+
+
+def masked_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages and logs."""
+    masked = []
+    for part in url.split(";"):  # sentinel URLs list several hosts
+        parsed = urlparse(part.strip())
+        if parsed.password:
+            user = parsed.username or ""
+            host = parsed.hostname or ""
+            netloc = f"{user}:***@{host}" + (f":{parsed.port}" if parsed.port else "")
+            part = urlunparse(parsed._replace(netloc=netloc))
+        masked.append(part)
+    return ";".join(masked)
 
 
 def sentinel_hosts(url: str) -> tuple[list[tuple[str, int]], int]:

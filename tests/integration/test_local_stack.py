@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from dialer import local_stack
+from dialer.embedded_redis import EmbeddedRedis, RedisAlreadyRunning, running_server
 from dialer.local_stack import LocalStack
 
 
@@ -72,3 +73,29 @@ def test_a_relative_data_dir_works_from_any_working_folder(
         time.sleep(local_stack.MIN_UPTIME_S)
         assert all(child.alive() for child in stack.children), stack.restarts
         assert (tmp_path / "stack" / "logs" / "beat.log").exists()
+
+
+def test_one_redis_server_per_data_folder_and_a_crashed_ones_files_are_cleaned_up(
+    tmp_path: Path,
+) -> None:
+    """`<dir>/url` and `<dir>/pid` name the live server; a second one on the same folder (the
+    same append-only file) is refused; files a crashed server left are removed at the next
+    start."""
+    first = EmbeddedRedis(tmp_path, appendonly=True).start()
+    try:
+        assert running_server(tmp_path) == first.url
+        assert (tmp_path / "pid").read_text().strip() == str(first.pid)
+        with pytest.raises(RedisAlreadyRunning):
+            EmbeddedRedis(tmp_path, appendonly=True).start()
+        first.kill()  # a crash: no clean-up
+        assert (tmp_path / "url").exists() and running_server(tmp_path) is None
+        second = EmbeddedRedis(tmp_path, appendonly=True).start()
+        try:
+            assert running_server(tmp_path) == second.url != first.url
+            assert (tmp_path / "pid").read_text().strip() == str(second.pid)
+        finally:
+            second.stop()
+        assert not (tmp_path / "url").exists() and not (tmp_path / "pid").exists()
+    finally:
+        first.stop()
+
