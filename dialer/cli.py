@@ -17,15 +17,45 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import redis
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from dialer.errors import ConfigError, DialerError, JobConflict, JobNotFound, ValidationFailed
 from dialer.local_stack import ALL_QUEUES
 
+# Exit code of a command that could not reach Redis (1: the command itself failed).
+EXIT_REDIS_UNREACHABLE = 2
+
+
+class _DialerGroup(TyperGroup):
+    """Turns a Redis that cannot be reached, whichever command met it, into one clear message
+    and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # Typer's (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            _redis_unreachable(exc)
+
+
+def _redis_unreachable(exc: Exception) -> None:
+    from dialer.redis_conn import masked_url
+
+    url = os.environ.get("REDIS_URL") or "(REDIS_URL unset)"
+    err.print(f"[bold red]error:[/] cannot reach Redis at {masked_url(url)} ({exc})")
+    err.print(
+        "[dim]→ start that Redis, fix REDIS_URL, or unset REDIS_URL to use an embedded Redis "
+        "under DIALER_DATA_DIR (shared with a running `dialer run`)[/]"
+    )
+    raise typer.Exit(EXIT_REDIS_UNREACHABLE)
+
+
 app = typer.Typer(
+    cls=_DialerGroup,
     name="dialer",
     help="Screening dialer: queue phone pre-screenings, run workers, inspect results.",
     no_args_is_help=True,
@@ -176,7 +206,8 @@ def run(
         )
         if stack.embedded is not None:
             console.print(
-                f"[dim]→ other commands: export REDIS_URL={stack.redis_url} to reach this Redis[/]"
+                f"[dim]→ dialer commands with DIALER_DATA_DIR={stack.data_dir} use this "
+                f"Redis; elsewhere: export REDIS_URL={stack.redis_url}[/]"
             )
         console.print(f"API on http://{host}:{port}  (docs: /docs, health: /healthz)")
         _serve(app_obj, host, port, loglevel)

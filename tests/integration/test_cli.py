@@ -24,6 +24,7 @@ from typer.testing import CliRunner, Result
 
 from dialer.apikeys import ApiKeyStore
 from dialer.cli import app
+from dialer.embedded_redis import EmbeddedRedis, RedisAlreadyRunning
 from dialer.keys import Keys
 from dialer.webhooks import WebhookService, generate_secret
 from dialer.webhooks.receiver import Reply, WebhookReceiver
@@ -300,6 +301,45 @@ def test_api_refuses_a_public_interface_without_keys(tmp_path: Path) -> None:
     assert "loopback" in result.output and "dialer apikeys create" in result.output
 
 
+# -- where Redis is --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["webhooks", "list"], ["dnc", "add", "+32470123456"]]
+)
+def test_an_unreachable_redis_is_one_clear_error_with_exit_code_2(command: list[str]) -> None:
+    result = CliRunner().invoke(
+        app, command, env={"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0", "COLUMNS": "200"}
+    )
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in result.output
+    assert "hunter2" not in result.output
+    assert "fix REDIS_URL" in result.output and "unset REDIS_URL" in result.output
+
+
+def test_one_shot_commands_use_the_embedded_redis_of_a_running_stack(tmp_path: Path) -> None:
+    """Without REDIS_URL, a command finds the server `dialer run` started on the same data
+    folder (its URL file) instead of starting a second redis-server on the same AOF."""
+    data = tmp_path / "data"
+    running = EmbeddedRedis(data / "redis").start()  # what `dialer run` starts there
+    try:
+        assert (data / "redis" / "url").read_text().strip() == running.url
+        env = {"REDIS_URL": None, "DIALER_DATA_DIR": str(data), "COLUMNS": "200"}
+        result = CliRunner().invoke(app, ["dnc", "add", "+32470123456"], env=env)
+        assert result.exit_code == 0, result.output
+        client = redis.Redis.from_url(running.url, decode_responses=True)
+        assert client.scard(KEYS.dnc) == 1, "the command wrote into the running server"
+        client.close()
+        # Starting a second server there is refused, with what to do instead.
+        with pytest.raises(RedisAlreadyRunning) as refused:
+            EmbeddedRedis(data / "redis").start()
+        assert running.url in str(refused.value) and "REDIS_URL" in str(refused.value)
+    finally:
+        running.stop()
+    assert not (data / "redis" / "url").exists(), "the URL file goes with the server"
+
+
 # -- dialer run --------------------------------------------------------------------------------
 
 
@@ -347,6 +387,24 @@ def test_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert found, log.read_text()
         redis_port = int(found.group(1))
         assert _port_open(redis_port)
+        url_file = tmp_path / "data" / "redis" / "url"
+        assert url_file.read_text().strip() == f"redis://127.0.0.1:{redis_port}/0"
+        # A one-shot command on the same data folder, without REDIS_URL, uses this Redis ...
+        shot_env = {**env, "DIALER_DATA_DIR": str(tmp_path / "data")}
+        shot = subprocess.run(
+            [sys.executable, "-m", "dialer.cli", "dnc", "add", "+32470123456"],
+            cwd=ROOT, env=shot_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shot.returncode == 0, shot.stdout + shot.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/dnc", timeout=5).json()["size"] == 1
+        # ... and a second `dialer run` there is refused instead of sharing its files.
+        second = subprocess.run(
+            [sys.executable, "-m", "dialer.cli", "run", "--port", str(_free_port()),
+             "--data-dir", str(tmp_path / "data")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "already running" in second.stdout + second.stderr
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=30) == 0, log.read_text()
     finally:
@@ -354,6 +412,7 @@ def test_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert not _port_open(redis_port)  # the embedded Redis is gone with it
+    assert not url_file.exists()
     assert not _port_open(port)
     text = log.read_text()
     assert "stopping workers, beat and Redis" in text
