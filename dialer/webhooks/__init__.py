@@ -8,6 +8,7 @@ dead letters and replay, and the outbound URL guard (DESIGN section 7).
         service.deliver(delivery_id, now)
     service.pop_due(now)                         # the beat: retries that are due
     service.dead_letters(); service.replay(endpoint_id="ep_crm", now=now)
+    load_webhook_config(service.endpoints, "webhooks.toml", now=now)   # `dialer webhooks load`
 
 Errors come from `dialer.errors` (WebhookError, UnsafeWebhookURL, ValidationFailed) plus the two
 not-found errors defined here (both WebhookError subclasses).
@@ -24,12 +25,15 @@ from dialer.webhooks.delivery import (
 )
 from dialer.webhooks.endpoints import (
     ALL_EVENTS,
+    ConfigEntryResult,
+    ConfigLoadReport,
     Endpoint,
     EndpointNotFound,
     EndpointSpec,
     EndpointStore,
     WebhookConfig,
     load_config_file,
+    load_webhook_config,
     parse_config,
 )
 from dialer.webhooks.service import (
@@ -48,6 +52,8 @@ __all__ = [
     "ALL_EVENTS",
     "LOOPBACK_NETWORKS",
     "Classified",
+    "ConfigEntryResult",
+    "ConfigLoadReport",
     "Delivery",
     "DeliveryNotFound",
     "DeliveryOutcome",
@@ -67,6 +73,7 @@ __all__ = [
     "generate_secret",
     "is_delivery_id",
     "load_config_file",
+    "load_webhook_config",
     "make_client",
     "mask_secret",
     "parse_config",

@@ -7,7 +7,7 @@ is a `SecretStr` (repr / str / logs print `**********`) and `Endpoint.public()` 
 
 Config file: TOML (stdlib `tomllib`; comments allowed, no extra dependency). Example:
 
-    # webhooks.toml  (point DIALER_WEBHOOK_CONFIG at it)
+    # webhooks.toml  (`dialer webhooks load FILE`, or point DIALER_WEBHOOK_CONFIG at it)
     [delivery]
     retry_schedule = [5, 300, 1800, 7200, 18000, 36000, 36000]   # optional, seconds
 
@@ -15,13 +15,19 @@ Config file: TOML (stdlib `tomllib`; comments allowed, no extra dependency). Exa
     id = "ep_crm"                        # optional; default derived from the URL (stable)
     url = "https://crm.example.com/hooks/screening"
     events = ["screening.completed"]     # or ["*"] (the default)
-    secret_env = "CRM_WEBHOOK_SECRET"    # or: secret = "whsec_..."; neither: one is generated
+    secret_env = "CRM_WEBHOOK_SECRET"    # required: secret_env, or secret = "whsec_..."
     description = "Main CRM"
     enabled = true                       # optional; when left out a stored state is kept
 
-Loading is an upsert by id: endpoints in the file are created or updated, endpoints added by
-CLI / API and not in the file are left alone, a stored secret is kept when the file gives none,
-and a stored enabled/disabled state is kept unless the file says `enabled`.
+Every endpoint must name its secret (`secret`, or `secret_env`: the name of an environment
+variable holding it): the receiver needs the same secret to verify, and a secret generated while
+loading a file would never be shown to anyone.
+
+Loading is an upsert by id: endpoints in the file are created or updated (the file's secret
+replaces a stored one), endpoints added by CLI / API and not in the file are left alone, and a
+stored enabled/disabled state is kept unless the file says `enabled`. `load_webhook_config`
+checks every endpoint first and stores nothing when one is refused, then reports which were
+added, updated or unchanged; the workers' lazy load (`DIALER_WEBHOOK_CONFIG`) stores what it can.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -251,36 +257,53 @@ class EndpointStore:
                 return updated
         raise WebhookError(f"webhook endpoint {endpoint_id!r} is being updated concurrently")
 
-    def upsert(self, spec: EndpointSpec, now: datetime | None = None) -> Endpoint:
-        """Create or update the endpoint a config file describes (see the module docstring)."""
-        endpoint_id = spec.id or endpoint_id_for_url(spec.url)
+    def from_spec(
+        self, spec: EndpointSpec, current: Endpoint | None, now: datetime | None = None
+    ) -> Endpoint:
+        """The endpoint a config-file entry describes, given what is stored under its id
+        (validated, URL guard included; nothing stored)."""
+        enabled = (
+            spec.enabled
+            if spec.enabled is not None
+            else (current.enabled if current is not None else True)
+        )
+        endpoint = self.build(
+            spec.url,
+            events=spec.events,
+            secret=spec.secret,
+            description=spec.description,
+            endpoint_id=spec.endpoint_id,
+            enabled=enabled,
+            now=current.created_at if current is not None else now,
+        )
+        if not enabled and current is not None and not current.enabled:
+            endpoint = endpoint.model_copy(update={"disabled_reason": current.disabled_reason})
+        elif not enabled:
+            endpoint = endpoint.model_copy(update={"disabled_reason": "disabled in config"})
+        return endpoint
+
+    def apply(
+        self, spec: EndpointSpec, now: datetime | None = None
+    ) -> tuple[Endpoint, ConfigChange]:
+        """Create or update the endpoint a config file describes; says which it was
+        ("unchanged" when the stored endpoint already matched: nothing is written)."""
+        endpoint_id = spec.endpoint_id
         for _ in range(20):
             raw = self.r.hget(self.key, endpoint_id)
             current = parse_endpoint(_text(raw)) if raw is not None else None
-            enabled = (
-                spec.enabled
-                if spec.enabled is not None
-                else (current.enabled if current is not None else True)
-            )
-            endpoint = self.build(
-                spec.url,
-                events=spec.events,
-                secret=spec.secret or (current.secret_value() if current is not None else None),
-                description=spec.description,
-                endpoint_id=endpoint_id,
-                enabled=enabled,
-                now=current.created_at if current is not None else now,
-            )
-            if not enabled and current is not None and not current.enabled:
-                endpoint = endpoint.model_copy(update={"disabled_reason": current.disabled_reason})
-            elif not enabled:
-                endpoint = endpoint.model_copy(update={"disabled_reason": "disabled in config"})
+            endpoint = self.from_spec(spec, current, now)
+            if current is not None and endpoint == current:
+                return current, "unchanged"
             if raw is None:
                 if self.r.hsetnx(self.key, endpoint_id, endpoint.to_redis()):
-                    return endpoint
+                    return endpoint, "added"
             elif self._cas(keys=[self.key], args=[endpoint_id, raw, endpoint.to_redis()]):
-                return endpoint
+                return endpoint, "updated"
         raise WebhookError(f"webhook endpoint {endpoint_id!r} is being updated concurrently")
+
+    def upsert(self, spec: EndpointSpec, now: datetime | None = None) -> Endpoint:
+        """Create or update the endpoint a config file describes (see the module docstring)."""
+        return self.apply(spec, now)[0]
 
     def sync(self, config: WebhookConfig, now: datetime | None = None) -> builtins.list[Endpoint]:
         """Upsert every endpoint of a loaded config file. One that cannot be stored (say the URL
@@ -309,14 +332,23 @@ def _text(value: Any) -> str:
 # -- config file -----------------------------------------------------------------------------------
 
 
+ConfigChange = Literal["added", "updated", "unchanged"]
+
+
 @dataclass(frozen=True)
 class EndpointSpec:
+    """One `[[endpoints]]` entry of a config file. `secret` is required: see the module doc."""
+
     url: str
+    secret: str
     id: str | None = None
     events: tuple[str, ...] = (ALL_EVENTS,)
-    secret: str | None = None
     description: str = ""
     enabled: bool | None = None
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.id or endpoint_id_for_url(self.url)
 
     def __repr__(self) -> str:  # never print the secret
         return f"EndpointSpec(id={self.id!r}, url={self.url!r}, events={self.events!r})"
@@ -394,24 +426,53 @@ def parse_config(data: dict[str, Any], *, environ: dict[str, str] | None = None)
             problems.append(FieldProblem(f"{where}.id", f"duplicate endpoint {resolved_id}"))
             continue
         seen.add(resolved_id)
-        secret = entry.get("secret")
+        label = f"endpoint {resolved_id} ({url})"
         if "secret" in entry and "secret_env" in entry:
-            problems.append(FieldProblem(f"{where}.secret", "give secret or secret_env, not both"))
+            problems.append(
+                FieldProblem(f"{where}.secret", f"{label}: give secret or secret_env, not both")
+            )
             continue
         if "secret_env" in entry:
             name = entry["secret_env"]
-            secret = env.get(name) if isinstance(name, str) else None
-            if not secret:
+            if not isinstance(name, str) or not name:
                 problems.append(
-                    FieldProblem(f"{where}.secret_env", f"environment variable {name} is not set")
+                    FieldProblem(
+                        f"{where}.secret_env",
+                        f"{label}: must be the name of an environment variable holding the "
+                        "whsec_ secret",
+                    )
                 )
                 continue
-        if secret is not None:
-            try:
-                validate_secret(secret)
-            except ValidationFailed as exc:
-                problems.extend(FieldProblem(f"{where}.{p.field}", p.message) for p in exc.problems)
+            secret = env.get(name)
+            if not secret:
+                problems.append(
+                    FieldProblem(
+                        f"{where}.secret_env", f"{label}: environment variable {name} is not set"
+                    )
+                )
                 continue
+            secret_field = "secret_env"
+        elif "secret" in entry:
+            secret = entry["secret"]
+            secret_field = "secret"
+        else:
+            problems.append(
+                FieldProblem(
+                    f"{where}.secret",
+                    f'{label}: is required; give secret = "whsec_..." or secret_env = '
+                    '"NAME" (an environment variable holding it), the same secret the '
+                    "receiver verifies with",
+                )
+            )
+            continue
+        try:
+            validate_secret(secret)
+        except ValidationFailed as exc:
+            problems.extend(
+                FieldProblem(f"{where}.{secret_field}", f"{label}: {p.message}")
+                for p in exc.problems
+            )
+            continue
         enabled = entry.get("enabled")
         if enabled is not None and not isinstance(enabled, bool):
             problems.append(FieldProblem(f"{where}.enabled", "must be true or false"))
@@ -423,9 +484,9 @@ def parse_config(data: dict[str, Any], *, environ: dict[str, str] | None = None)
         specs.append(
             EndpointSpec(
                 url=url,
+                secret=secret,
                 id=endpoint_id,
                 events=events,
-                secret=secret,
                 description=description,
                 enabled=enabled,
             )
@@ -450,3 +511,88 @@ def load_config_file(path: Path | str, *, environ: dict[str, str] | None = None)
         raise ValidationFailed(
             [FieldProblem(f"{path.name}: {p.field}", p.message) for p in exc.problems]
         ) from None
+
+
+# -- `dialer webhooks load FILE` ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigEntryResult:
+    endpoint_id: str
+    url: str
+    change: ConfigChange
+
+
+@dataclass(frozen=True)
+class ConfigLoadReport:
+    """What `load_webhook_config` did (no secrets in here: safe to print)."""
+
+    path: Path
+    entries: tuple[ConfigEntryResult, ...]
+    not_in_file: tuple[str, ...]  # stored endpoints the file does not mention: left alone
+    retry_schedule: tuple[float, ...] | None  # applied by workers via DIALER_WEBHOOK_CONFIG
+
+    def _ids(self, change: ConfigChange) -> tuple[str, ...]:
+        return tuple(e.endpoint_id for e in self.entries if e.change == change)
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        return self._ids("added")
+
+    @property
+    def updated(self) -> tuple[str, ...]:
+        return self._ids("updated")
+
+    @property
+    def unchanged(self) -> tuple[str, ...]:
+        return self._ids("unchanged")
+
+
+def load_webhook_config(
+    store: EndpointStore,
+    path: Path | str,
+    *,
+    now: datetime | None = None,
+    environ: dict[str, str] | None = None,
+) -> ConfigLoadReport:
+    """Read a TOML webhook config file and store its endpoints (upsert by id), all or nothing.
+
+    Every entry is validated first, URL guard included; if any is refused, ValidationFailed
+    names each (`<file>: endpoints[i].<field>`) and nothing is stored. Otherwise each endpoint
+    is added, updated or found unchanged, and the report says which.
+    """
+    path = Path(path)
+    config = load_config_file(path, environ=environ)
+    problems: list[FieldProblem] = []
+    for i, spec in enumerate(config.endpoints):
+        try:
+            store.from_spec(spec, _stored(store, spec.endpoint_id), now)
+        except ValidationFailed as exc:
+            problems.extend(
+                FieldProblem(f"{path.name}: endpoints[{i}].{p.field}", p.message)
+                for p in exc.problems
+            )
+        except WebhookError as exc:  # UnsafeWebhookURL: the guard refused the URL
+            problems.append(
+                FieldProblem(f"{path.name}: endpoints[{i}].url", f"{spec.endpoint_id}: {exc}")
+            )
+    if problems:
+        raise ValidationFailed(problems)
+    entries = []
+    for spec in config.endpoints:
+        endpoint, change = store.apply(spec, now)
+        entries.append(ConfigEntryResult(endpoint.id, endpoint.url, change))
+    in_file = {e.endpoint_id for e in entries}
+    return ConfigLoadReport(
+        path=path,
+        entries=tuple(entries),
+        not_in_file=tuple(e.id for e in store.list() if e.id not in in_file),
+        retry_schedule=config.retry_schedule,
+    )
+
+
+def _stored(store: EndpointStore, endpoint_id: str) -> Endpoint | None:
+    try:
+        return store.get(endpoint_id)
+    except EndpointNotFound:
+        return None

@@ -36,6 +36,7 @@ from dialer.webhooks import (
     WebhookService,
     generate_secret,
     load_config_file,
+    load_webhook_config,
     make_client,
     post_once,
     signed_headers,
@@ -159,9 +160,10 @@ def test_registration_refuses_private_targets_when_not_allowed(r: redis.Redis) -
 def test_config_file_loads_and_reloads_idempotently(
     svc: WebhookService, tmp_path: Path, secret: str
 ) -> None:
+    audit_secret = generate_secret()
     path = tmp_path / "webhooks.toml"
     path.write_text(
-        """
+        f"""
         [delivery]
         retry_schedule = [1, 2, 3]
 
@@ -174,6 +176,7 @@ def test_config_file_loads_and_reloads_idempotently(
 
         [[endpoints]]
         url = "http://127.0.0.1:9/audit"
+        secret = "{audit_secret}"
         """,
         encoding="utf-8",
     )
@@ -182,11 +185,11 @@ def test_config_file_loads_and_reloads_idempotently(
     first = svc.endpoints.sync(config, T0)
     assert first[0].id == "ep_crm"
     assert first[0].secret_value() == secret
-    generated = first[1].secret_value()
+    assert first[1].secret_value() == audit_secret
 
     svc.endpoints.disable(first[1].id, "410 earlier")
     again = svc.endpoints.sync(config, at(60))
-    assert again[1].secret_value() == generated  # a generated secret survives a reload
+    assert again[1].secret_value() == audit_secret
     assert again[1].id == first[1].id  # id derived from the URL, stable
     assert not again[1].enabled  # the file says nothing about enabled: stored state kept
     assert len(svc.endpoints.list()) == 2
@@ -204,20 +207,113 @@ def test_config_file_problems_name_the_place(tmp_path: Path) -> None:
         [[endpoints]]
         url = "http://127.0.0.1:9/y"
         secret_env = "SURELY_NOT_SET_ANYWHERE"
+
+        [[endpoints]]
+        id = "ep_nosecret"
+        url = "http://127.0.0.1:9/z"
+
+        [[endpoints]]
+        id = "ep_badsecret"
+        url = "http://127.0.0.1:9/w"
+        secret = "not-a-secret"
         """,
         encoding="utf-8",
     )
     with pytest.raises(ValidationFailed) as info:
         load_config_file(path, environ={})
-    fields = {p.field for p in info.value.problems}
-    assert fields == {
+    problems = {p.field: p.message for p in info.value.problems}
+    assert set(problems) == {
         "bad.toml: endpoints[0].secrt",
         "bad.toml: endpoints[0].events",
         "bad.toml: endpoints[1].secret_env",
+        "bad.toml: endpoints[2].secret",
+        "bad.toml: endpoints[3].secret",
     }
+    missing = problems["bad.toml: endpoints[2].secret"]
+    assert missing.startswith("endpoint ep_nosecret (http://127.0.0.1:9/z): is required")
+    assert "secret_env" in missing
+    assert "SURELY_NOT_SET_ANYWHERE is not set" in problems["bad.toml: endpoints[1].secret_env"]
+    assert "ep_badsecret" in problems["bad.toml: endpoints[3].secret"]
+    assert "not-a-secret" not in str(info.value)  # a secret, even a bad one, is never echoed
     path.write_text("not = [toml", encoding="utf-8")
     with pytest.raises(ValidationFailed, match="invalid TOML"):
         load_config_file(path)
+
+
+def write_config(path: Path, *entries: str) -> Path:
+    path.write_text("\n".join(f"[[endpoints]]\n{e}\n" for e in entries), encoding="utf-8")
+    return path
+
+
+def test_load_webhook_config_reports_added_updated_and_unchanged(
+    svc: WebhookService, rx: WebhookReceiver, secret: str, tmp_path: Path
+) -> None:
+    """`dialer webhooks load FILE`: an upsert by id with a report; the file's secret is the one
+    the receiver verifies with."""
+    manual = svc.endpoints.add("http://127.0.0.1:9/manual", endpoint_id="ep_manual", now=T0)
+    env = {"CRM_SECRET": secret}
+    crm = f'id = "ep_crm"\nurl = "{rx.url("/crm")}"\nsecret_env = "CRM_SECRET"'
+    audit_secret = generate_secret()
+    audit = f'id = "ep_audit"\nurl = "{rx.url("/audit")}"\nsecret = "{audit_secret}"'
+    path = write_config(tmp_path / "webhooks.toml", crm, audit)
+
+    first = load_webhook_config(svc.endpoints, path, now=T0, environ=env)
+    assert (first.added, first.updated, first.unchanged) == (("ep_crm", "ep_audit"), (), ())
+    assert first.not_in_file == (manual.id,)
+    assert [e.url for e in first.entries] == [rx.url("/crm"), rx.url("/audit")]
+    assert secret not in repr(first) and audit_secret not in repr(first)
+
+    again = load_webhook_config(svc.endpoints, path, now=at(60), environ=env)
+    assert (again.added, again.updated, again.unchanged) == ((), (), ("ep_crm", "ep_audit"))
+
+    rotated = generate_secret()
+    path = write_config(
+        tmp_path / "webhooks.toml",
+        crm + '\nevents = ["screening.completed"]',
+        f'id = "ep_audit"\nurl = "{rx.url("/audit")}"\nsecret = "{rotated}"',
+    )
+    changed = load_webhook_config(svc.endpoints, path, now=at(120), environ=env)
+    assert (changed.added, changed.updated, changed.unchanged) == ((), ("ep_crm", "ep_audit"), ())
+    assert svc.endpoints.get("ep_crm").events == (COMPLETED,)
+    assert svc.endpoints.get("ep_audit").secret_value() == rotated
+    assert svc.endpoints.get("ep_crm").created_at == T0  # an update keeps the creation time
+
+    rx.set_secret("/audit", rotated)
+    for delivery_id in svc.emit(COMPLETED, DATA, at(130)):
+        if svc.get(delivery_id).endpoint_id != manual.id:
+            assert svc.deliver(delivery_id, at(130)).result == "delivered"
+    assert {r.path for r in rx.accepted()} == {"/crm", "/audit"}
+
+
+def test_load_webhook_config_stores_nothing_when_one_endpoint_is_refused(
+    r: redis.Redis, tmp_path: Path, secret: str
+) -> None:
+    strict = WebhookService(r, KEYS, allow_networks=LOOPBACK_NETWORKS)
+    try:
+        path = write_config(
+            tmp_path / "webhooks.toml",
+            f'id = "ep_ok"\nurl = "http://127.0.0.1:9/ok"\nsecret = "{secret}"',
+            f'id = "ep_private"\nurl = "https://10.0.0.1/hook"\nsecret = "{secret}"',
+            f'id = "ep_badevents"\nurl = "http://127.0.0.1:9/x"\nsecret = "{secret}"\n'
+            'events = ["screening.nope"]',
+        )
+        with pytest.raises(ValidationFailed) as info:
+            load_webhook_config(strict.endpoints, path, now=T0)
+        fields = [p.field for p in info.value.problems]
+        assert fields == ["webhooks.toml: endpoints[2].events"]  # the file itself is checked first
+        path = write_config(
+            tmp_path / "webhooks.toml",
+            f'id = "ep_ok"\nurl = "http://127.0.0.1:9/ok"\nsecret = "{secret}"',
+            f'id = "ep_private"\nurl = "https://10.0.0.1/hook"\nsecret = "{secret}"',
+        )
+        with pytest.raises(ValidationFailed) as info:
+            load_webhook_config(strict.endpoints, path, now=T0)
+        [problem] = info.value.problems
+        assert problem.field == "webhooks.toml: endpoints[1].url"
+        assert "ep_private" in problem.message and "10.0.0.1" in problem.message
+        assert strict.endpoints.list() == []  # all or nothing
+    finally:
+        strict.close()
 
 
 # -- emit -----------------------------------------------------------------------------------------
@@ -754,7 +850,7 @@ def test_sink_emits_and_enqueues_then_the_task_delivers(
 
 
 def test_the_worker_service_applies_the_config_file(
-    r: redis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    r: redis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str
 ) -> None:
     """DIALER_WEBHOOK_CONFIG: endpoints stored when the worker's service is built, the retry
     schedule used; an endpoint the guard refuses is reported and does not block the others."""
@@ -762,17 +858,19 @@ def test_the_worker_service_applies_the_config_file(
 
     path = tmp_path / "webhooks.toml"
     path.write_text(
-        """
+        f"""
         [delivery]
         retry_schedule = [7]
 
         [[endpoints]]
         id = "ep_refused"
         url = "ftp://127.0.0.1/x"
+        secret = "{secret}"
 
         [[endpoints]]
         id = "ep_crm"
         url = "http://127.0.0.1:1/crm"
+        secret = "{secret}"
         """,
         encoding="utf-8",
     )
