@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -38,6 +39,7 @@ from dialer.webhooks import (
     load_config_file,
     load_webhook_config,
     make_client,
+    parse_config,
     post_once,
     signed_headers,
 )
@@ -920,3 +922,15 @@ def test_pinned_https_still_verifies_the_certificate_against_the_name(
             assert len(rx.accepted()) == 1
     finally:
         http.close()
+
+
+def test_the_config_file_example_in_the_integration_guide_parses(secret: str) -> None:
+    guide = Path(__file__).resolve().parents[2] / "docs" / "INTEGRATION.md"
+    section = guide.read_text(encoding="utf-8").split("### Endpoints from a file", 1)[1]
+    example = section.split("```toml", 1)[1].split("```", 1)[0]
+    config = parse_config(tomllib.loads(example), environ={"CRM_WEBHOOK_SECRET": secret})
+    [spec] = config.endpoints
+    assert (spec.endpoint_id, spec.secret, spec.events) == ("ep_crm", secret, (COMPLETED,))
+    assert config.retry_schedule == tuple(float(s) for s in SCHEDULE)
+    with pytest.raises(ValidationFailed, match="CRM_WEBHOOK_SECRET is not set"):
+        parse_config(tomllib.loads(example), environ={})
