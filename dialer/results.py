@@ -9,11 +9,16 @@ Idempotent by `(call_id, attempt)`: the state change is one checked transaction 
 still be dialing / in call on that attempt), so a redelivered message changes nothing; its side
 effects (slot release, events with deterministic ids) are safe to run again, which is exactly
 what makes a crash between the transaction and the side effects harmless.
+
+A stale result (the job moved past that attempt without recording it, e.g. it was made final
+while the call ran) still frees the attempt's concurrency slot, and goes to the dead-letter list
+with the reason ("stale result: job is done on attempt 2"): nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +44,8 @@ from dialer.phone import mask
 from dialer.policy import RetryDecision, decide_retry
 from dialer.store import Change, Job, JobStore
 
+log = logging.getLogger("dialer.results")
+
 # `metadata.source` of results from web interviews (seeds/001_*), which have no dial job.
 WEB_INTERVIEW = "web_interview"
 
@@ -55,6 +62,7 @@ class Consumed:
     result: ConsumeResult
     decision: RetryDecision | None = None
     final: CandidateData | None = None
+    reason: str = ""  # why a stale result was dead-lettered
 
 
 def parse_outcome(value: str) -> Status | DialOutcome:
@@ -217,7 +225,7 @@ class ResultsConsumer:
             if current.raw.get(f"recorded:{msg.attempt}") == "1":
                 self._side_effects(current, msg, None, current.final_result, now)
                 return Consumed(msg.call_id, msg.attempt, "duplicate")
-            return Consumed(msg.call_id, msg.attempt, "stale")
+            return self._stale(current, msg, now)
         self._side_effects(job, msg, decision, final, now)
         return Consumed(
             msg.call_id,
@@ -226,6 +234,17 @@ class ResultsConsumer:
             decision=decision,
             final=final,
         )
+
+    def _stale(self, current: Job, msg: ResultMessage, now: datetime) -> Consumed:
+        """The job is past this attempt and never recorded it: free the attempt's slot (it is
+        its own member, so a later attempt's slot is untouched) and keep the message, with why,
+        in the dead-letter list for an operator."""
+        reason = f"stale result: job is {current.state.value} on attempt {current.attempt}"
+        self.release_slot(f"{msg.call_id}:{msg.attempt}")
+        # The store's client: the dead letters live in the same Redis as the jobs.
+        dead_letter(self.store.r, self.keys, "results", msg.model_dump(mode="json"), reason, now)
+        log.warning("result %s attempt %d dead-lettered: %s", msg.call_id, msg.attempt, reason)
+        return Consumed(msg.call_id, msg.attempt, "stale", reason=reason)
 
     def _side_effects(
         self,

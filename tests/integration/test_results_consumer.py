@@ -3,12 +3,15 @@ idempotency by (call_id, attempt), and events."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import redis
 
 from dialer import events
+from dialer.campaigns import CampaignStore
+from dialer.limiter import ConcurrencySlots
 from dialer.messages import ResultMessage
 from dialer.models import (
     CandidateData,
@@ -18,6 +21,7 @@ from dialer.models import (
     OpenAnswer,
     Status,
 )
+from dialer.store import Change
 from tests.support.runtime import TestRuntime, make_runtime
 from tests.support.seed import seed_request
 
@@ -218,3 +222,122 @@ def test_a_web_interview_result_without_a_dial_job_is_final_as_it_stands(r: redi
     consumed = t.runtime.consumer.consume(ResultMessage.from_agent(data, WED_10), WED_10)
     assert consumed.result == "final"
     assert t.sink.of_type(events.COMPLETED)[0]["call_id"] == "web-1"
+
+
+# -- stale results ---------------------------------------------------------------------------
+
+
+def _slots(t: TestRuntime) -> ConcurrencySlots:
+    """The slots the runtime's consumer releases (trunk "default", no trunk configured)."""
+    return ConcurrencySlots(t.runtime.client, t.runtime.keys, "default", 20)
+
+
+def test_a_stale_result_frees_its_slot_and_is_dead_lettered_with_the_reason(
+    r: redis.Redis,
+) -> None:
+    """Attempt 1's result arrives after the job was handed back and is dialing attempt 2: it is
+    not recorded, but its slot is freed (attempt 2's is kept) and the message is kept, with
+    why, in the dead-letter list."""
+    t = make_runtime(r, WED_10)
+    call_id = _submit(t)
+    slots = _slots(t)
+    assert t.start_dialing(call_id) == 1
+    assert slots.acquire(f"{call_id}:1", 600)
+    t.store.transition(  # handed back without a result (as a dial that could not go out)
+        call_id,
+        JobState.RETRY_SCHEDULED,
+        now=t.clock.now(),
+        allowed_from=(JobState.DIALING,),
+        expect_attempt=1,
+        change=Change(due_at=t.clock.now()),
+    )
+    assert t.start_dialing(call_id) == 2
+    assert slots.acquire(f"{call_id}:2", 600)
+    assert slots.in_use() == 2
+
+    late = CandidateData(call_id=call_id, status=Status.COMPLETED, attempt=1, consent_given=True)
+    consumed = t.runtime.consumer.consume(ResultMessage.from_agent(late, WED_10), WED_10)
+    assert consumed.result == "stale"
+    assert consumed.reason == "stale result: job is dialing on attempt 2"
+    assert slots.in_use() == 1
+    assert not slots.release(f"{call_id}:1")  # already freed
+    assert slots.release(f"{call_id}:2")  # the live attempt kept its slot
+
+    [record] = [json.loads(x) for x in r.lrange(t.runtime.keys.dead_letters, 0, -1)]
+    assert record["source"] == "results"
+    assert record["reason"] == "stale result: job is dialing on attempt 2"
+    assert json.loads(record["payload"])["result"]["status"] == "completed"
+    job = t.store.get(call_id)
+    assert job.state is JobState.DIALING and job.attempt == 2 and t.store.attempts(call_id) == []
+    assert t.sink.events == []  # nothing emitted for a result that was not recorded
+
+
+def test_a_result_for_a_job_finished_during_the_call_is_dead_lettered(r: redis.Redis) -> None:
+    t = make_runtime(r, WED_10)
+    call_id = _submit(t)
+    attempt = t.start_dialing(call_id)
+    assert _slots(t).acquire(f"{call_id}:{attempt}", 600)
+    assert t.runtime.consumer.finish_without_call(
+        call_id, Status.EXPIRED, WED_10, detail="expired", allowed_from=(JobState.DIALING,)
+    )
+    msg = ResultMessage.from_dial(call_id, attempt, DialOutcome.BUSY, WED_10, sip_status_code=486)
+    consumed = t.runtime.consumer.consume(msg, WED_10)
+    assert (consumed.result, consumed.reason) == ("stale", "stale result: job is done on attempt 1")
+    assert _slots(t).in_use() == 0
+    [record] = [json.loads(x) for x in r.lrange(t.runtime.keys.dead_letters, 0, -1)]
+    assert record["reason"] == consumed.reason
+    assert t.store.get(call_id).final_status is Status.EXPIRED  # the final stays as it was
+
+
+# -- per-job overrides ----------------------------------------------------------------------
+
+
+def test_the_job_s_retry_policy_wins_over_its_campaign_s(r: redis.Redis) -> None:
+    t = make_runtime(r, WED_10)
+    CampaignStore(t.runtime.client, t.runtime.keys).create(
+        "quick", now=WED_10, policy={"retry_policy": {"busy": [600], "no_answer": [900]}}
+    )
+    mine = _submit(t, campaign_id="quick", retry_policy={"busy": [120]})
+    theirs = t.runtime.intake.submit(
+        seed_request("other-1", "+32470000002", campaign_id="quick"), WED_10
+    ).call_id
+    assert _dial_outcome(t, mine, DialOutcome.BUSY, 486) == "retry_scheduled"
+    assert _dial_outcome(t, theirs, DialOutcome.BUSY, 486) == "retry_scheduled"
+    assert _due(t, mine) == WED_10 + timedelta(seconds=120)  # the job's own policy
+    assert _due(t, theirs) == WED_10 + timedelta(seconds=600)  # the campaign's
+    # The job's policy replaces the campaign's as a whole: its no_answer is the default (2 h).
+    t.clock.set(_due(t, mine))
+    assert _dial_outcome(t, mine, DialOutcome.NO_ANSWER, 480) == "retry_scheduled"
+    assert _due(t, mine) == t.clock.now() + timedelta(hours=2)
+
+
+def test_a_retry_lands_in_the_job_s_own_calling_window(r: redis.Redis) -> None:
+    """Wednesday 10:00, busy: +15 min. The job's window (Wed 09:00-10:10, Fri 13:00-14:00) is
+    closed at 10:15, so the retry moves to Friday 13:00, not into the campaign's window
+    (afternoons, Wed 14:00) nor the default one (Wed 10:15)."""
+    t = make_runtime(r, WED_10)
+    afternoons = {d: [{"start": "14:00", "end": "17:00"}] for d in ("mon", "tue", "wed", "thu")}
+    CampaignStore(t.runtime.client, t.runtime.keys).create(
+        "afternoons", now=WED_10, policy={"calling_window": afternoons}
+    )
+    own = {
+        "mon": [],
+        "tue": [],
+        "wed": [{"start": "09:00", "end": "10:10"}],
+        "thu": [],
+        "fri": [{"start": "13:00", "end": "14:00"}],
+        "sat": [],
+        "sun": [],
+    }
+    call_id = _submit(t, campaign_id="afternoons", calling_window=own)
+    consumed = t.runtime.consumer.consume(
+        ResultMessage.from_dial(
+            call_id, t.start_dialing(call_id), DialOutcome.BUSY, WED_10, sip_status_code=486
+        ),
+        WED_10,
+    )
+    assert consumed.result == "retry_scheduled" and consumed.decision is not None
+    assert consumed.decision.retry_at == _local(6, 13, 0)
+    assert _due(t, call_id) == _local(6, 13, 0)
+    retry = t.sink.of_type(events.RETRY_SCHEDULED)[0]
+    assert retry["retry_at"] == _local(6, 13, 0).isoformat()
