@@ -28,6 +28,8 @@ from standardwebhooks.webhooks import Webhook
 from dialer.errors import UnsafeWebhookURL, ValidationFailed, WebhookError
 from dialer.events import ATTEMPT, COMPLETED, RETRY_SCHEDULED
 from dialer.keys import Keys
+from dialer.messages import ResultMessage
+from dialer.models import CandidateData, Status
 from dialer.webhooks import (
     LOOPBACK_NETWORKS,
     DeliveryNotFound,
@@ -45,6 +47,7 @@ from dialer.webhooks import (
 )
 from dialer.webhooks.receiver import Reply, WebhookReceiver
 from tests.support import runtime as support
+from tests.support.seed import seed_request
 
 T0 = datetime(2025, 3, 4, 12, 0, 0, tzinfo=UTC)
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -849,6 +852,61 @@ def test_sink_emits_and_enqueues_then_the_task_delivers(
     assert deliver(delivery_id) == "delivered"
     [got] = rx.accepted("/crm")
     assert got.json()["data"] == DATA
+
+
+def test_a_result_recorded_twice_reaches_each_endpoint_once_per_event(
+    task_runtime: support.TestRuntime, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end, without the recording sink's own de-duplication: two endpoints with their
+    own secrets, the same agent result sent twice through the results task, every queued
+    delivery task run, then a later beat pass. Each endpoint receives exactly one
+    screening.attempt and one screening.completed (counted on the wire, not after the
+    receiver's de-duplication), and nothing more arrives afterwards."""
+    import tasks.results as results_task
+    from tasks.webhooks import deliver, send_due_deliveries, service_for, webhook_sink
+
+    rt = task_runtime.runtime
+    rt.webhook_sink = webhook_sink(rt)  # as tasks.context.runtime() wires a worker
+    monkeypatch.setattr(results_task, "runtime", lambda: rt)
+    secrets = {"/crm": generate_secret(), "/ats": generate_secret()}
+    with WebhookReceiver(secrets) as rx:
+        svc = service_for(rt)
+        svc.endpoints.add(rx.url("/crm"), secret=secrets["/crm"], now=T0)  # every event
+        svc.endpoints.add(rx.url("/ats"), secret=secrets["/ats"], events=[ATTEMPT, COMPLETED])
+        call_id = rt.intake.submit(seed_request("twice-1"), T0).call_id
+        attempt = task_runtime.start_dialing(call_id)
+        result = CandidateData(
+            call_id=call_id, status=Status.COMPLETED, attempt=attempt, consent_given=True
+        )
+        message = ResultMessage.from_agent(result, T0).model_dump(mode="json")
+
+        assert results_task.record(message=message) == "final"
+        assert results_task.record(message=message) == "duplicate"  # a redelivered message
+        queued = queued_delivery_ids(r)
+        assert len(queued) == 4  # two events x two endpoints, none for the second copy
+        r.delete("webhooks")
+        assert [deliver(delivery_id) for delivery_id in queued] == ["delivered"] * 4
+
+        # Later: the same message a third time, a beat pass past every lease, and the
+        # delivery tasks again (a redelivered Celery message): nothing more is sent.
+        later = at(3600)
+        task_runtime.clock.set(later)
+        assert results_task.record(message=message) == "duplicate"
+        assert queued_delivery_ids(r) == []
+        assert send_due_deliveries(later) == 0
+        assert [deliver(delivery_id) for delivery_id in queued] == ["skipped"] * 4
+
+        received = rx.received()
+        assert len(received) == 4 and all(x.accepted and not x.duplicate for x in received)
+        for path in secrets:
+            got = rx.received(path)
+            assert sorted(x.json()["type"] for x in got) == [ATTEMPT, COMPLETED]
+            assert len({x.webhook_id for x in got}) == 2
+            assert all(x.json()["data"]["call_id"] == call_id for x in got)
+        # One message per event, signed per endpoint: the same webhook-id on both endpoints.
+        by_type = {(x.path, x.json()["type"]): x.webhook_id for x in received}
+        assert by_type[("/crm", COMPLETED)] == by_type[("/ats", COMPLETED)]
+        assert by_type[("/crm", ATTEMPT)] == by_type[("/ats", ATTEMPT)]
 
 
 def test_the_worker_service_applies_the_config_file(
