@@ -250,13 +250,18 @@ class OutboundCallRequest(_In):
 
 
 class SipParticipantOut(_Out):
-    """Shaped like LiveKit's SIPParticipantInfo; known once the call is placed."""
+    """Shaped like LiveKit's SIPParticipantInfo; ids known once the call is answered."""
 
-    participantId: str
+    participantId: str = Field(description="LiveKit's participant id once answered, else empty")
     participantIdentity: str
     roomName: str
-    sipCallId: str
-    state: str = Field(description="scheduled (queued for dialing) or the job's state")
+    sipCallId: str = Field(description="LiveKit's SIP call id once answered, else empty")
+    state: str = Field(
+        description="answered; the outcome of a first dial that did not connect (busy, "
+        "no_answer, declined, failed, throttled, transient); dialing (the wait ran out "
+        "while it rang); scheduled (not dialed yet); done (finished at intake, e.g. "
+        "do_not_call)"
+    )
 
 
 class OutboundMetadata(_Out):

@@ -7,10 +7,7 @@ auth failures, pagination and filters, error bodies, and the seeds/002 request e
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import redis
-import uvicorn
-from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook
 
 from dialer import metrics
@@ -32,7 +27,8 @@ from dialer.models import CandidateData, Status, TranscriptTurn
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from dialer.webhooks import WebhookService, generate_secret
-from dialer.webhooks.receiver import WebhookReceiver
+from dialer.webhooks.receiver import Reply, WebhookReceiver
+from tests.support.http import serve
 from tests.support.runtime import TestRuntime, make_runtime
 from tests.support.seed import seed_request
 
@@ -56,30 +52,6 @@ SEED_002_BODY: dict[str, Any] = {
         "Do you prefer a morning or afternoon meeting?",
     ],
 }
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run `app` under uvicorn on a free loopback port in a thread; yields the base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -459,7 +431,13 @@ def test_seed_002_request_example(api: httpx.Client, t: TestRuntime) -> None:
 def test_outbound_room_name_makes_it_idempotent_and_errors_use_seed_names(
     api: httpx.Client,
 ) -> None:
-    body = {"to": "+32470123456", "roomName": "crm-row-7", "questions": ["Why us?"]}
+    # Due now (Wednesday 10:00 in Brussels) but not waited for: no worker runs here.
+    body = {
+        "to": "+32470123456",
+        "roomName": "crm-row-7",
+        "questions": ["Why us?"],
+        "waitUntilAnswered": False,
+    }
     first = api.post("/api/calls/outbound", json=body).json()
     again = api.post("/api/calls/outbound", json=body).json()
     assert first["callId"] == again["callId"] == "crm-row-7"
@@ -564,6 +542,37 @@ def test_webhook_routes(api: httpx.Client, tmp_path: Path) -> None:
     assert bad.status_code == 422 and field_names(bad) == {"events"}
     bad_url = api.post("/v1/webhooks", json={"url": "ftp://example.com/x"})
     assert bad_url.status_code == 422 and field_names(bad_url) == {"url"}
+
+
+def test_a_dead_delivery_is_listed_and_replayed_with_the_same_webhook_id(
+    api: httpx.Client, webhooks: WebhookService, t: TestRuntime, tmp_path: Path
+) -> None:
+    secret = generate_secret()
+    with WebhookReceiver(secret, out_dir=tmp_path / "rx") as rx:
+        added = api.post("/v1/webhooks", json={"url": rx.url("/crm"), "secret": secret})
+        ep = added.json()["endpoint"]["id"]
+        rx.script("/crm", Reply(410))  # "gone": dead at once, and the endpoint is disabled
+        now = t.clock.now()
+        (delivery_id,) = webhooks.emit("screening.completed", {"call_id": "dead-1"}, now)
+        assert webhooks.deliver(delivery_id, now).result == "dead"
+
+        (dead,) = api.get("/v1/webhooks/dead").json()
+        assert dead["id"] == delivery_id and dead["endpoint_id"] == ep
+        assert dead["status"] == "dead" and dead["last_status_code"] == 410
+        assert api.get("/v1/webhooks/dead", params={"endpoint_id": "ep_other"}).json() == []
+        refused = api.post("/v1/webhooks/replay", json={"delivery_id": delivery_id})
+        assert refused.status_code == 409 and "enable" in error_of(refused)["message"]
+        api.post(f"/v1/webhooks/{ep}/enable").raise_for_status()
+        replayed = api.post("/v1/webhooks/replay", json={"endpoint_id": ep})
+        assert replayed.json() == {"replayed": [delivery_id]}
+        assert api.get("/v1/webhooks/dead").json() == []
+
+        # What the beat does within a second: send it again, same message.
+        assert webhooks.deliver(delivery_id, t.clock.now()).result == "delivered"
+        first, again = rx.received("/crm")
+        assert first.status == 410 and again.accepted
+        assert again.webhook_id == first.webhook_id == dead["message_id"]
+        assert again.json()["data"] == {"call_id": "dead-1"}
 
 
 # -- do-not-call ---------------------------------------------------------------------------------
