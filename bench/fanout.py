@@ -1,11 +1,16 @@
 """Webhook fan-out: results pushed onto the results queue, consumed, and delivered (signed) to
 three webhook endpoints on loopback.
 
+The endpoints subscribe ONLY to `screening.completed`: one result makes exactly three deliveries
+(one per endpoint), and every figure below counts those completed-event deliveries only. The
+`screening.attempt` event of each result is still emitted (event log) but delivered nowhere, so
+an endpoint subscribed to every event (`*`, the default) would get twice the deliveries per
+result; this bench does not measure that.
+
 What runs: embedded Redis, Celery worker processes and one beat (the production command line),
 and in this process three `dialer.webhooks.receiver.WebhookReceiver`s (real HTTP servers that
-verify every Standard Webhooks signature). Each endpoint subscribes to `screening.completed`, so
-one result makes three deliveries (the `screening.attempt` event is still emitted and logged).
-Loopback targets are allowed with DIALER_WEBHOOK_ALLOW_PRIVATE=1.
+verify every Standard Webhooks signature). Loopback, and only loopback, is allowed as a target
+with DIALER_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8,::1/128.
 
 Jobs are set up first (not timed): submitted through the real intake with `not_before` a day
 ahead (so nothing dials them), then moved to `dialing` on attempt 1 as the dial task would
@@ -211,17 +216,22 @@ def main(argv: list[str] | None = None) -> int:
     add_whatif_flags(parser)
     args = parser.parse_args(argv)
 
-    from dialer.webhooks import WebhookService, generate_secret
+    from dialer.webhooks import LOOPBACK_NETWORKS, WebhookService, generate_secret
     from dialer.webhooks.receiver import WebhookReceiver
 
     receivers = [WebhookReceiver(generate_secret()).start() for _ in ENDPOINT_PATHS]
-    env = {"DIALER_WEBHOOK_ALLOW_PRIVATE": "1", **whatif_env(args), **profile_env(args.profile)}
+    env = {
+        "DIALER_WEBHOOK_ALLOW_NETWORKS": LOOPBACK_NETWORKS,
+        **whatif_env(args),
+        **profile_env(args.profile),
+    }
     banner(
         "webhook fan-out bench",
         [
             f"machine: {machine()}",
             f"{args.workers} worker processes x {args.concurrency} pool processes + beat; "
-            f"{len(receivers)} verifying receivers on loopback (endpoints: screening.completed)",
+            f"{len(receivers)} verifying receivers on loopback (endpoints subscribe only to "
+            "screening.completed: one delivery per endpoint per result)",
             f"{args.runs} runs: burst of {args.burst} results (saturation), then "
             f"{args.rate:g} results/s for {args.seconds:g} s (latency push -> receipt)",
             f"what-if fixes: {whatif_summary(args)}",
@@ -242,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                 queues=args.queues,
             ) as bench,
         ):
-            service = WebhookService(bench.client, bench.runtime.keys, allow_private=True)
+            service = WebhookService(
+                bench.client, bench.runtime.keys, allow_networks=LOOPBACK_NETWORKS
+            )
             for path, receiver in zip(ENDPOINT_PATHS, receivers, strict=True):
                 secret = receiver._state.secrets["*"]
                 service.endpoints.add(
