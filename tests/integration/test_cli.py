@@ -126,6 +126,9 @@ def test_enqueue_a_csv_with_broken_rows(cli: Any, tmp_path: Path, r: redis.Redis
         "--map", "id=call_id", "--map", "naam=candidate_name", "--map", "telefoon=phone_number",
     )  # fmt: skip
     assert result.exit_code == 2, result.output
+    # The progress bar (on stderr) ends at every row read, bad ones included.
+    bar = re.compile(r"^enqueue .*━+ 6/6 \d+:\d\d:\d\d$", re.MULTILINE)
+    assert bar.search(result.output), result.output
     assert "2 queued, 1 already queued" in result.output and "3 rejected" in result.output
     with report.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
