@@ -15,12 +15,13 @@ it only asks LiveKit whether the call is there and never dials that attempt agai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import redis
 
@@ -30,12 +31,13 @@ from dialer.errors import (
     CallNotConnected,
     DialError,
     InvalidTransition,
+    JobNotFound,
     PermanentDialError,
     ThrottledError,
 )
 from dialer.keys import Keys
 from dialer.limiter import CircuitBreaker, ConcurrencySlots, RedisPacer
-from dialer.livekit_dialer import DialPlan, LiveKitDialer
+from dialer.livekit_dialer import STAGE_ROOM, STAGE_SIP, DialAnswered, DialPlan, LiveKitDialer
 from dialer.liveness import LiveMarker
 from dialer.messages import (
     PHONE_PARTICIPANT_IDENTITY,
@@ -48,8 +50,9 @@ from dialer.models import DialOutcome, JobState, Status
 from dialer.phone import mask
 from dialer.policy import expiry_status, leave_voicemail
 from dialer.results import ResultsConsumer
+from dialer.scripts import ScriptCall, register, run_pipeline
 from dialer.settings import Settings
-from dialer.store import Change, Job, JobStore
+from dialer.store import JOB_LIBRARY, Change, Job, JobStore
 from dialer.windows import is_open, next_opening
 
 log = logging.getLogger("dialer.dial")
@@ -72,6 +75,8 @@ PACING_WAIT_S = 30.0
 # A delivery working on an attempt refreshes its live marker every third of this; a copy of
 # the message waits this long at most after the delivery's process died before recovering.
 LIVE_MARKER_TTL_S = 10.0
+# The attempt lock outlives any retry of the same message by far.
+ATTEMPT_LOCK_TTL_S = 7 * 86400
 
 
 class AttemptInProgress(Exception):
@@ -135,6 +140,7 @@ class DialService:
         )
         self.slots = ConcurrencySlots(client, keys, trunk, settings.max_concurrent_calls)
         self.campaigns = CampaignStore(client, keys)
+        self._begin = register(client, "dial_begin", JOB_LIBRARY)
         self.breaker = CircuitBreaker(
             client,
             keys,
@@ -173,14 +179,7 @@ class DialService:
         ):
             return DialReport(call_id, attempt, "stale", detail=f"job is {job.state.value}")
 
-        gate = self._gates(job, now)
-        if gate is not None:
-            return gate
-        took_lock = self.r.set(lock_key, owner, nx=True, ex=7 * 86400)
-        if not took_lock and self.r.get(lock_key) != owner:
-            return DialReport(call_id, attempt, "duplicate", detail="attempt lock taken")
-        with self._live(call_id, attempt):
-            return await self._lock_and_dial(job, attempt, owner, now)
+        return await self._begin_and_dial(job, attempt, owner, now)
 
     @contextlib.contextmanager
     def _live(self, call_id: str, attempt: int) -> Iterator[None]:
@@ -193,33 +192,119 @@ class DialService:
         finally:
             marker.release()
 
-    async def _lock_and_dial(self, job: Job, attempt: int, owner: str, now: datetime) -> DialReport:
+    async def _begin_and_dial(
+        self, job: Job, attempt: int, owner: str, now: datetime
+    ) -> DialReport:
+        """Every gate, the attempt lock, the live marker and the move to `dialing` in one
+        script (`dialer/lua/dial_begin.lua`), then the dial. The gates that need the job's
+        data and Python (expiry, campaign pause, calling window) are worked out first and passed
+        in, so the script reports the first failing gate in the order DESIGN section 5 gives."""
         call_id = job.call_id
-        try:
-            self.store.transition(
-                call_id,
-                JobState.DIALING,
-                now=now,
-                allowed_from=(JobState.SCHEDULED, JobState.RETRY_SCHEDULED),
-                expect_attempt=attempt - 1,
-                change=Change(
-                    fields={
-                        "attempt": str(attempt),
-                        "dial_stage": "locked",
-                        "dial_owner": owner,
-                        "dial_started_at": now.isoformat(),
-                    }
-                ),
+        marker = LiveMarker(self.r, self.keys.dial_live(call_id, attempt), ttl_s=LIVE_MARKER_TTL_S)
+        stage = STAGE_ROOM
+        verdict = [
+            _text(part)
+            for part in self._begin(
+                keys=[
+                    self.keys.job(call_id),
+                    self.keys.due,
+                    self.keys.attempts(call_id),
+                    self.keys.dial_lock(call_id, attempt),
+                    marker.key,
+                    self.keys.dnc,
+                    self.breaker.key,
+                ],
+                args=[
+                    call_id,
+                    attempt,
+                    attempt - 1,
+                    owner,
+                    marker.token,
+                    marker.ttl_ms,
+                    ATTEMPT_LOCK_TTL_S,
+                    job.phone_e164,
+                    self._failed_job_gate(job, now),
+                    self.keys.prefix,
+                    "updated_at",
+                    now.astimezone(UTC).isoformat(),
+                    "attempt",
+                    str(attempt),
+                    "dial_stage",
+                    stage,
+                    "dial_owner",
+                    owner,
+                    "dial_started_at",
+                    now.isoformat(),
+                ],
             )
-        except InvalidTransition as exc:
-            return DialReport(call_id, attempt, "stale", detail=str(exc))
-        return await self._dial_or_hand_back(self.store.get(call_id), attempt, now)
+        ]
+        match verdict[0]:
+            case "ok":
+                pass
+            case "missing":
+                raise JobNotFound(f"no job with call_id {call_id!r}")
+            case "stale":
+                return DialReport(call_id, attempt, "stale", detail=f"job is {verdict[1]}")
+            case "duplicate":
+                return DialReport(call_id, attempt, "duplicate", detail="attempt lock taken")
+            case "in_progress":
+                raise AttemptInProgress(call_id, attempt)
+            case gate:
+                return self._gate_closed(job, gate, verdict[1:], now)
+        marker.keep()
+        dialing = dataclasses.replace(
+            job, state=JobState.DIALING, attempt=attempt, dial_stage=stage, dial_owner=owner
+        )
+        try:
+            return await self._dial_or_hand_back(dialing, attempt, now, marker)
+        finally:
+            marker.release()  # a no-op when the answered path released it already
 
-    async def _dial_or_hand_back(self, job: Job, attempt: int, now: datetime) -> DialReport:
+    def _failed_job_gate(self, job: Job, now: datetime) -> str:
+        """The first of the gates worked out here that is closed ('' when all are open)."""
+        expires = job.request.expires_at
+        if expires is not None and now >= expires:
+            return "expired"
+        if job.campaign_id and self.campaigns.is_paused(job.campaign_id):
+            return "paused"
+        if not is_open(self.consumer.window_for(job), job.zones, now):
+            return "window"
+        return ""
+
+    def _gate_closed(self, job: Job, gate: str, detail: list[str], now: datetime) -> DialReport:
+        attempt = job.next_attempt
+        if gate == "cancelled":
+            self.consumer.finish_without_call(
+                job.call_id, Status.CANCELLED, now, detail="cancelled"
+            )
+            return DialReport(job.call_id, attempt, "finished", detail="cancelled")
+        if gate == "dnc":
+            self.consumer.finish_without_call(
+                job.call_id, Status.DO_NOT_CALL, now, detail="number is on the do-not-call list"
+            )
+            return DialReport(job.call_id, attempt, "finished", detail="do not call")
+        if gate == "expired":
+            status = expiry_status(job.outcome_history)
+            self.consumer.finish_without_call(job.call_id, status, now, detail="expired")
+            return DialReport(job.call_id, attempt, "finished", detail="expired")
+        if gate == "paused":
+            when = now + timedelta(seconds=PAUSED_RECHECK_S)
+            return self._reschedule(job, when, now, "campaign paused")
+        if gate == "window":
+            when = next_opening(self.consumer.window_for(job), job.zones, now)
+            return self._reschedule(job, when, now, "outside the calling window")
+        if gate == "breaker":
+            paused = int(detail[0]) / 1_000_000
+            return self._reschedule(job, now + timedelta(seconds=paused), now, "trunk paused")
+        raise AssertionError(f"dial_begin.lua returned an unknown verdict {gate!r}")
+
+    async def _dial_or_hand_back(
+        self, job: Job, attempt: int, now: datetime, marker: LiveMarker | None = None
+    ) -> DialReport:
         """`_dial`, but an unexpected error before the dial request was sent puts the job back
         in the due-set instead of leaving it in `dialing` with nothing to move it on."""
         try:
-            return await self._dial(job, attempt, now)
+            return await self._dial(job, attempt, now, marker)
         except Exception:
             stage = self.store.get(job.call_id).dial_stage
             if stage in ("", "locked", "room_created", "dispatched"):
@@ -232,35 +317,6 @@ class DialService:
             raise
 
     # -- gates -----------------------------------------------------------------------------------
-
-    def _gates(self, job: Job, now: datetime) -> DialReport | None:
-        attempt = job.next_attempt
-        if job.cancel_requested:
-            self.consumer.finish_without_call(
-                job.call_id, Status.CANCELLED, now, detail="cancelled"
-            )
-            return DialReport(job.call_id, attempt, "finished", detail="cancelled")
-        if self.is_dnc(job.phone_e164):
-            self.consumer.finish_without_call(
-                job.call_id, Status.DO_NOT_CALL, now, detail="number is on the do-not-call list"
-            )
-            return DialReport(job.call_id, attempt, "finished", detail="do not call")
-        expires = job.request.expires_at
-        if expires is not None and now >= expires:
-            status = expiry_status(job.outcome_history)
-            self.consumer.finish_without_call(job.call_id, status, now, detail="expired")
-            return DialReport(job.call_id, attempt, "finished", detail="expired")
-        if self.campaigns.is_paused(job.campaign_id):
-            when = now + timedelta(seconds=PAUSED_RECHECK_S)
-            return self._reschedule(job, when, now, "campaign paused")
-        window = self.consumer.window_for(job)
-        if not is_open(window, job.zones, now):
-            when = next_opening(window, job.zones, now)
-            return self._reschedule(job, when, now, "outside the calling window")
-        paused = self.breaker.paused_for()
-        if paused > 0:
-            return self._reschedule(job, now + timedelta(seconds=paused), now, "trunk paused")
-        return None
 
     def _reschedule(self, job: Job, when: datetime, now: datetime, why: str) -> DialReport:
         try:
@@ -340,15 +396,23 @@ class DialService:
             agent_name=job.request.agent_name,
         )
 
-    async def _dial(self, job: Job, attempt: int, now: datetime) -> DialReport:
+    async def _dial(
+        self, job: Job, attempt: int, now: datetime, marker: LiveMarker | None = None
+    ) -> DialReport:
         member = f"{job.call_id}:{attempt}"
         campaign_pacer, campaign_slots = self._campaign_limits(job.campaign_id)
         pacers = [p for p in (self.pacer, campaign_pacer) if p is not None]
         plan = self._plan(job, attempt)
         slot_held = False
+        job_key = self.keys.job(job.call_id)
 
         def on_stage(stage: str) -> None:
-            self.store.set_fields(job.call_id, {"dial_stage": stage})
+            # What recovery after a crash needs to know is recorded without extra round trips:
+            # "room_created" (the room and the dispatch may exist) came with the move to
+            # `dialing`, "sip_requested" comes with the slot (below); "dispatched" means the
+            # same to recovery as "room_created".
+            if stage == STAGE_SIP and not slot_held:
+                self.store.set_fields(job.call_id, {"dial_stage": stage})
 
         def before_invite() -> None:
             # Pacing turn, then the concurrency slot, right before the request that sends the
@@ -361,9 +425,13 @@ class DialService:
                     raise NotDialedYet(f"no calls-per-second turn within {PACING_WAIT_S:.0f} s")
             if slot_held:  # a second try after a request that never reached LiveKit
                 return
-            if not self.slots.acquire(member, self.slot_lease_s):
+            # The last slot taken also records the "sip_requested" stage, in the same step.
+            trunk_stage = {} if campaign_slots is not None else {"job_key": job_key}
+            if not self.slots.acquire(member, self.slot_lease_s, stage=STAGE_SIP, **trunk_stage):
                 raise NotDialedYet("all call slots busy", retry_s=SLOT_RETRY_S)
-            if campaign_slots is not None and not campaign_slots.acquire(member, self.slot_lease_s):
+            if campaign_slots is not None and not campaign_slots.acquire(
+                member, self.slot_lease_s, job_key=job_key, stage=STAGE_SIP
+            ):
                 self.slots.release(member)
                 raise NotDialedYet("campaign call slots busy", retry_s=SLOT_RETRY_S)
             slot_held = True
@@ -383,26 +451,47 @@ class DialService:
             if report.outcome is not None:
                 self._record_metric(report.outcome.value, started)
             return report
-        self._record_metric(DialOutcome.ANSWERED.value, started)
-        self.breaker.record(False)
-        # InvalidTransition: the agent's result already arrived and moved the job on (its
-        # `dial_stage` is then `recorded`, and stays so).
-        with contextlib.suppress(InvalidTransition):
-            self.store.transition(
-                job.call_id,
-                JobState.IN_CALL,
-                now=now,
-                allowed_from=(JobState.DIALING,),
-                expect_attempt=attempt,
-                change=Change(
-                    fields={
-                        "dial_stage": "answered",
-                        "answered_after_s": f"{answered.answered_after_s:.3f}",
-                        "sip_call_id": answered.sip_call_id,
-                    }
-                ),
-            )
+        self._answered(job, attempt, answered, started, now, marker)
         return DialReport(job.call_id, attempt, "answered", outcome=DialOutcome.ANSWERED)
+
+    def _answered(
+        self,
+        job: Job,
+        attempt: int,
+        answered: DialAnswered,
+        started: float,
+        now: datetime,
+        marker: LiveMarker | None,
+    ) -> None:
+        """Record the answer in one round trip: the move to `in_call`, a good outcome for the
+        breaker, the dial metrics and (when this delivery holds it) the live marker's release.
+        A refused move is fine: the agent's result already arrived and moved the job on (its
+        `dial_stage` is then `recorded`, and stays so)."""
+        move = self.store.transition_call(
+            job.call_id,
+            JobState.IN_CALL,
+            now=now,
+            allowed_from=(JobState.DIALING,),
+            expect_attempt=attempt,
+            change=Change(
+                fields={
+                    "dial_stage": "answered",
+                    "answered_after_s": f"{answered.answered_after_s:.3f}",
+                    "sip_call_id": answered.sip_call_id,
+                }
+            ),
+        )
+        latency = time.monotonic() - started
+        steps: list[ScriptCall | tuple[str, tuple[Any, ...]]] = [
+            move,
+            self.breaker.record_call(False),
+            *metrics.MetricsRecorder(self.r, self.keys).dial_commands("answered", latency),
+        ]
+        if marker is not None:
+            steps.append(marker.release_call())
+        replies = run_pipeline(self.r, steps)
+        with contextlib.suppress(InvalidTransition):
+            self.store.check_transition(job.call_id, JobState.IN_CALL, attempt, replies[0])
 
     def _campaign_limits(
         self, campaign_id: str | None
@@ -517,6 +606,10 @@ class DialService:
             )
             return DialReport(job.call_id, attempt, "interrupted", outcome=DialOutcome.INTERRUPTED)
         return DialReport(job.call_id, attempt, "stale", detail=f"already past dialing ({stage})")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def outcome_of(exc: DialError) -> DialOutcome:

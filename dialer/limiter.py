@@ -5,9 +5,9 @@ worker processes and machines share the Redis, and every script reads Redis `TIM
 clocks (skewed, or moved by a test clock) never decide who may dial. The math lives in
 `dialer.pacing`; the scripts mirror it in integer microseconds.
 
-Scripts are registered once per object with `register_script`: redis-py's `Script` runs
-EVALSHA and, on NOSCRIPT (Redis restarted or `SCRIPT FLUSH`), loads the script and retries, so
-a restarted Redis needs nothing from us (tests/integration/test_limiter.py checks both cases).
+Scripts are registered once per object (`dialer.scripts`): redis-py's `Script` runs EVALSHA
+and, on NOSCRIPT (Redis restarted or `SCRIPT FLUSH`), loads the script and retries, so a
+restarted Redis needs nothing from us (tests/integration/test_limiter.py checks both cases).
 """
 
 from __future__ import annotations
@@ -15,30 +15,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 import redis
-from redis.commands.core import Script
 
 from dialer.keys import Keys
 from dialer.pacing import emission_interval_us
+from dialer.scripts import ScriptCall
+from dialer.scripts import register as _register
 
 _US = 1_000_000
-
-
-@cache
-def _script_source(name: str) -> str:
-    """The prelude (shared helpers) followed by the named script."""
-    folder = resources.files("dialer") / "lua"
-    prelude = (folder / "_prelude.lua").read_text(encoding="utf-8")
-    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    return f"{prelude}\n{body}"
-
-
-def _register(client: redis.Redis, name: str) -> Script:
-    return client.register_script(_script_source(name))
 
 
 def _us(seconds: float) -> int:
@@ -203,9 +189,13 @@ class ConcurrencySlots:
         self._in_use = _register(client, "slots_in_use")
         self._reap = _register(client, "slots_reap")
 
-    def acquire(self, member: str, lease_s: float) -> bool:
-        """Take a slot, or confirm (and extend) one this member already holds."""
-        return bool(self._acquire(keys=[self.key], args=[member, _us(lease_s), self.limit]))
+    def acquire(
+        self, member: str, lease_s: float, *, job_key: str | None = None, stage: str = ""
+    ) -> bool:
+        """Take a slot, or confirm (and extend) one this member already holds. With `job_key`,
+        the job's `dial_stage` becomes `stage` in the same step once the slot is held."""
+        keys = [self.key] if job_key is None else [self.key, job_key]
+        return bool(self._acquire(keys=keys, args=[member, _us(lease_s), self.limit, stage]))
 
     def release(self, member: str) -> bool:
         """Free the member's slot. False when it held none (already released or reaped)."""
@@ -276,9 +266,15 @@ class CircuitBreaker:
 
     def record(self, outcome_throttled: bool) -> float:
         """Record one dial outcome; returns the pause now in force (0.0 when closed)."""
-        remaining_us = self._record(
-            keys=[self.key],
-            args=[
+        call = self.record_call(outcome_throttled)
+        return int(self._record(keys=list(call.keys), args=list(call.args))) / _US
+
+    def record_call(self, outcome_throttled: bool) -> ScriptCall:
+        """`record`, to run inside a pipeline (its reply: the pause in force, in us)."""
+        return ScriptCall(
+            self._record,
+            [self.key],
+            [
                 "1" if outcome_throttled else "0",
                 self.window,
                 repr(self.threshold),
@@ -286,7 +282,6 @@ class CircuitBreaker:
                 _us(self.memory_s),
             ],
         )
-        return int(remaining_us) / _US
 
     def paused_for(self) -> float:
         """Seconds until dialing may resume on this trunk; 0.0 when it may dial now."""

@@ -11,6 +11,9 @@ escapes. Why the dial is careful:
 - The livekit-api client's own failover retry replays a request after a timeout or a 5xx. For
   CreateSIPParticipant that would ring the candidate twice, so the client runs with
   `failover=False` and this adapter decides.
+- Requests are signed by `RequestSigner` (same JWT claims as livekit-api's `AccessToken`, which
+  cost a third of a dial's client CPU), plugged into livekit-api's own service classes; the
+  requests themselves are livekit-api's.
 - CreateRoom is idempotent in LiveKit, so transient failures are simply retried (tenacity,
   exponential backoff with jitter, bounded). CreateDispatch is not: before a retry the room's
   dispatches are listed, so an agent is never dispatched twice.
@@ -27,28 +30,27 @@ Phone numbers never appear in this module's log lines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
+import jwt
 from google.protobuf.duration_pb2 import Duration
-from livekit.api import LiveKitAPI
+from livekit.api import SIPGrants, VideoGrants
+from livekit.api.agent_dispatch_service import AgentDispatchService
+from livekit.api.room_service import RoomService
+from livekit.api.sip_service import SipService
 from livekit.api.twirp_client import ServerError, SipCallError
 from livekit.protocol import agent_dispatch as proto_dispatch
 from livekit.protocol import models as proto_models
 from livekit.protocol import room as proto_room
 from livekit.protocol import sip as proto_sip
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from dialer.errors import DialError, TransientDialError
 from dialer.models import DialOutcome
@@ -91,6 +93,116 @@ class DialAnswered:
     answered_after_s: float
 
 
+# Our request tokens are used at once; LiveKit's own default lifetime (6 h) is far more than
+# they need. A room-independent token (CreateRoom's) is reused for a while.
+TOKEN_TTL_S = 600
+TOKEN_REUSE_S = 300
+
+
+_CLAIM_NAMES: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _claim_names(grants: Any) -> tuple[tuple[str, str], ...]:
+    """(attribute, JWT claim name) per field of a livekit grants dataclass: snake -> lowerCamel."""
+    cls = type(grants)
+    names = _CLAIM_NAMES.get(cls)
+    if names is None:
+        names = tuple((f.name, _camel(f.name)) for f in dataclasses.fields(grants))
+        _CLAIM_NAMES[cls] = names
+    return names
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _grant_claims(grants: object) -> dict[str, Any]:
+    """The claims livekit-api's `AccessToken` writes for a grants object (None and "" left
+    out), without its `dataclasses.asdict`, which deep-copies every value and cost more than
+    the rest of a dial request."""
+    claims: dict[str, Any] = {}
+    for attribute, name in _claim_names(grants):
+        value = getattr(grants, attribute)
+        if value is None or value == "":
+            continue
+        claims[name] = _grant_claims(value) if dataclasses.is_dataclass(value) else value
+    return claims
+
+
+class RequestSigner:
+    """Signs server-API requests: HS256 JWTs with the same claims as livekit-api's."""
+
+    def __init__(self, api_key: str, api_secret: str, *, clock: Callable[[], float] = time.time):
+        self.api_key = api_key
+        self._secret = api_secret
+        self._clock = clock
+        self._reusable: dict[tuple[tuple[str, Any], ...], tuple[str, float]] = {}
+
+    def token(self, grants: VideoGrants | None, sip: SIPGrants | None = None) -> str:
+        claims: dict[str, Any] = {}
+        if grants is not None:
+            claims["video"] = _grant_claims(grants)
+        if sip is not None:
+            claims["sip"] = _grant_claims(sip)
+        now = self._clock()
+        reusable = grants is None or not grants.room
+        key = tuple(sorted((k, repr(v)) for k, v in claims.items())) if reusable else ()
+        if reusable and key in self._reusable:
+            token, minted_at = self._reusable[key]
+            if now - minted_at < TOKEN_REUSE_S:
+                return token
+        issued = int(now)
+        claims.update(sub="", iss=self.api_key, nbf=issued, exp=issued + TOKEN_TTL_S)
+        token = jwt.encode(claims, self._secret, algorithm="HS256")
+        if reusable:
+            self._reusable[key] = (token, now)
+        return token
+
+
+class _SignedService:
+    """Mixin for livekit-api's service classes: `RequestSigner` instead of `AccessToken`."""
+
+    signer: RequestSigner
+
+    def _auth_header(
+        self, grants: VideoGrants | None, sip: SIPGrants | None = None
+    ) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.signer.token(grants, sip)}"}
+
+
+class _RoomService(_SignedService, RoomService):
+    pass
+
+
+class _DispatchService(_SignedService, AgentDispatchService):
+    pass
+
+
+class _SipService(_SignedService, SipService):
+    pass
+
+
+@dataclass(frozen=True)
+class _Services:
+    """The three livekit-api services a dial uses, on one HTTP session."""
+
+    room: RoomService
+    agent_dispatch: AgentDispatchService
+    sip: SipService
+
+    @classmethod
+    def build(cls, session: aiohttp.ClientSession, url: str, signer: RequestSigner) -> _Services:
+        services = []
+        for kind in (_RoomService, _DispatchService, _SipService):
+            # failover=False: livekit-api would replay a timed-out CreateSIPParticipant.
+            service = kind(session, url, signer.api_key, "", failover=False)
+            service.signer = signer
+            services.append(service)
+        room, dispatch, sip = services
+        return cls(room, dispatch, sip)  # type: ignore[arg-type]
+
+
 class _NotSent(TransientDialError):
     """The request never left this machine (connection refused): retrying cannot double-dial."""
 
@@ -116,7 +228,7 @@ class LiveKitDialer:
             raise ValueError("transient_attempts must be at least 1")
         self.url = url
         self.api_key = api_key
-        self._api_secret = api_secret
+        self._signer = RequestSigner(api_key, api_secret)
         self.trunk_id = trunk_id
         self.from_number = from_number
         self.agent_name = agent_name
@@ -125,7 +237,7 @@ class LiveKitDialer:
         self.backoff_base_s = backoff_base_s
         self.krisp_enabled = krisp_enabled
         self._session: aiohttp.ClientSession | None = None
-        self._lkapi: LiveKitAPI | None = None
+        self._lkapi: _Services | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public API ------------------------------------------------------------------------------
@@ -323,7 +435,7 @@ class LiveKitDialer:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _api(self) -> LiveKitAPI:
+    def _api(self) -> _Services:
         """One session per event loop: reused across calls, rebuilt if the loop changed."""
         loop = asyncio.get_running_loop()
         session = self._session
@@ -332,9 +444,7 @@ class LiveKitDialer:
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)
             )
             self._session = session
-            self._lkapi = LiveKitAPI(
-                self.url, self.api_key, self._api_secret, session=session, failover=False
-            )
+            self._lkapi = _Services.build(session, self.url, self._signer)
             self._loop = loop
         assert self._lkapi is not None
         return self._lkapi
@@ -367,27 +477,38 @@ class LiveKitDialer:
         `before_retry`: checked before each retry; a non-None answer means the earlier try
         succeeded after all, and the request is not sent again.
         """
+        # The first try goes without the retry machinery (it is almost always the only one,
+        # and tenacity's set-up cost as much as a Redis round trip).
+        try:
+            return await self._attempt(what, request, missing_ok)
+        except TransientDialError:
+            if self.transient_attempts == 1:
+                raise
+        await asyncio.sleep(self._backoff(1))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.transient_attempts),
-            # Exponential backoff plus jitter (spelled so that tenacity 8 and 9 both accept it).
-            wait=wait_exponential(multiplier=self.backoff_base_s, max=self.backoff_base_s * 8)
-            + wait_random(0, self.backoff_base_s),
+            stop=stop_after_attempt(self.transient_attempts - 1),
+            # Exponential backoff plus jitter, continuing the schedule of the first retry.
+            wait=lambda state: self._backoff(state.attempt_number + 1),
             retry=retry_if_exception_type(TransientDialError),
             reraise=True,
         )
         result: T | None = None
         async for attempt in retrying:
             with attempt:
-                retry = attempt.retry_state.attempt_number > 1
-                if retry and await self._already_done(what, before_retry):
+                if await self._already_done(what, before_retry):
                     return None
-                try:
-                    result = await self._call(what, request)
-                except DialError as exc:
-                    if missing_ok and _is_not_found(exc):
-                        return None
-                    raise
+                result = await self._attempt(what, request, missing_ok)
         return result
+
+    async def _attempt(
+        self, what: str, request: Callable[[], Awaitable[T]], missing_ok: bool
+    ) -> T | None:
+        try:
+            return await self._call(what, request)
+        except DialError as exc:
+            if missing_ok and _is_not_found(exc):
+                return None
+            raise
 
     async def _already_done(
         self, what: str, check: Callable[[], Awaitable[object | None]] | None

@@ -103,13 +103,20 @@ class MetricsRecorder:
         self.dials_key, self.latency_key, self.webhooks_key = _keys_for(keys.prefix)
 
     def record_dial(self, outcome: str, latency_s: float) -> None:
-        latency = max(0.0, float(latency_s))
         pipe = self.r.pipeline(transaction=False)
-        pipe.hincrby(self.dials_key, _label(outcome), 1)
-        pipe.hincrby(self.latency_key, _bucket(latency), 1)
-        pipe.hincrbyfloat(self.latency_key, "sum", latency)
-        pipe.hincrby(self.latency_key, "count", 1)
+        for command, args in self.dial_commands(outcome, latency_s):
+            pipe.execute_command(command, *args)  # type: ignore[no-untyped-call]
         pipe.execute()
+
+    def dial_commands(self, outcome: str, latency_s: float) -> list[tuple[str, tuple[Any, ...]]]:
+        """`record_dial` as commands, for a caller that sends them with its own pipeline."""
+        latency = max(0.0, float(latency_s))
+        return [
+            ("HINCRBY", (self.dials_key, _label(outcome), 1)),
+            ("HINCRBY", (self.latency_key, _bucket(latency), 1)),
+            ("HINCRBYFLOAT", (self.latency_key, "sum", repr(latency))),
+            ("HINCRBY", (self.latency_key, "count", 1)),
+        ]
 
     def record_webhook(self, result: str) -> None:
         self.r.hincrby(self.webhooks_key, _label(result), 1)

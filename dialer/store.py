@@ -1,9 +1,9 @@
 """The job store: one Redis hash per `call_id`, with atomic, checked state transitions.
 
-Every transition is a WATCH/MULTI transaction that re-reads the job, checks that it is still in
-an allowed state (and on the expected attempt), then writes the new state, the state index sets
-and the due-set entry together. A stale or redelivered task that finds the job past its step gets
-`InvalidTransition` and does nothing.
+Every transition is one Lua script (`dialer/lua/job_transition.lua`) that reads the job, checks
+that it is still in an allowed state (and on the expected attempt), then writes the new state, the
+state index sets and the due-set entry together: atomic, and one round trip. A stale or
+redelivered task that finds the job past its step gets `InvalidTransition` and does nothing.
 
 State machine (DESIGN section 4):
 
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from dialer import scripts
 from dialer.errors import InvalidTransition, JobConflict, JobNotFound
 from dialer.keys import Keys
 from dialer.models import AttemptRecord, CandidateData, JobState, ScreeningRequest, Status
@@ -60,6 +61,10 @@ def _redis_mapping(fields: Mapping[str, str]) -> Any:
 
 def _ts(when: datetime) -> str:
     return when.astimezone(UTC).isoformat()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -140,13 +145,16 @@ class Change:
     due_at: datetime | None = None  # add/replace the due-set entry
     clear_due: bool = False
     attempt_record: AttemptRecord | None = None
-    extra: Callable[[Any], None] | None = None  # more commands inside the same MULTI
+
+
+JOB_LIBRARY = ("_job",)
 
 
 class JobStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.r = client
         self.keys = keys
+        self._transition = scripts.register(client, "job_transition", JOB_LIBRARY)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -263,65 +271,78 @@ class JobStore:
         now: datetime,
         allowed_from: Iterable[JobState] | None = None,
         expect_attempt: int | None = None,
-        check: Callable[[Job], None] | None = None,
         change: Change | None = None,
-    ) -> Job:
+    ) -> None:
         """Move the job to `to` if it is in an allowed state (and on `expect_attempt`).
 
-        `check` may raise InvalidTransition for any further precondition; it sees the job as read
-        inside the transaction. Returns the job as it was before the change.
-        """
-        key = self.keys.job(call_id)
+        Raises JobNotFound, or InvalidTransition when the job is elsewhere (nothing written)."""
+        call = self.transition_call(
+            call_id,
+            to,
+            now=now,
+            allowed_from=allowed_from,
+            expect_attempt=expect_attempt,
+            change=change,
+        )
+        reply = call.script(keys=list(call.keys), args=list(call.args), client=self.r)
+        self.check_transition(call_id, to, expect_attempt, reply)
+
+    def transition_call(
+        self,
+        call_id: str,
+        to: JobState,
+        *,
+        now: datetime,
+        allowed_from: Iterable[JobState] | None = None,
+        expect_attempt: int | None = None,
+        change: Change | None = None,
+    ) -> scripts.ScriptCall:
+        """`transition` as a script call, to send in a pipeline with other steps; pass its
+        reply to `check_transition`."""
         change = change or Change()
-        sources = frozenset(allowed_from) if allowed_from is not None else None
-        with self.r.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    data: dict[str, str] = pipe.hgetall(key)  # type: ignore[assignment]
-                    if not data:
-                        pipe.unwatch()
-                        raise JobNotFound(f"no job with call_id {call_id!r}")
-                    job = Job.from_hash(data)
-                    if to not in ALLOWED[job.state] or (
-                        sources is not None and job.state not in sources
-                    ):
-                        pipe.unwatch()
-                        raise InvalidTransition(
-                            f"{call_id}: cannot go from {job.state.value} to {to.value}"
-                        )
-                    if expect_attempt is not None and job.attempt != expect_attempt:
-                        pipe.unwatch()
-                        raise InvalidTransition(
-                            f"{call_id}: on attempt {job.attempt}, not {expect_attempt}"
-                        )
-                    if check is not None:
-                        check(job)
-                    pipe.multi()
-                    fields = {"state": to.value, "updated_at": _ts(now), **change.fields}
-                    pipe.hset(key, mapping=_redis_mapping(fields))
-                    if job.state != to:
-                        pipe.smove(
-                            self.state_index(job.state.value), self.state_index(to.value), call_id
-                        )
-                    if change.due_at is not None:
-                        pipe.zadd(self.keys.due, {call_id: change.due_at.timestamp()})
-                        pipe.hset(key, "next_at", _ts(change.due_at))
-                    elif change.clear_due or to in (JobState.DIALING, JobState.DONE):
-                        pipe.zrem(self.keys.due, call_id)
-                    if change.attempt_record is not None:
-                        pipe.rpush(
-                            self.keys.attempts(call_id), change.attempt_record.model_dump_json()
-                        )
-                    final = change.fields.get("final_status")
-                    if to is JobState.DONE and final:
-                        pipe.sadd(self.status_index(final), call_id)
-                    if change.extra is not None:
-                        change.extra(pipe)
-                    pipe.execute()
-                    return job
-                except redis.WatchError:
-                    continue
+        sources = [
+            state.value
+            for state in (allowed_from if allowed_from is not None else JobState)
+            if to in ALLOWED[state]
+        ]
+        fields: list[str] = ["updated_at", _ts(now)]
+        for name, value in change.fields.items():
+            fields += [name, value]
+        due_score = next_at = ""
+        if change.due_at is not None:
+            due_score, next_at = repr(change.due_at.timestamp()), _ts(change.due_at)
+        return scripts.ScriptCall(
+            self._transition,
+            [self.keys.job(call_id), self.keys.due, self.keys.attempts(call_id)],
+            [
+                call_id,
+                to.value,
+                " ".join(sources),
+                "" if expect_attempt is None else str(expect_attempt),
+                self.keys.prefix,
+                due_score,
+                next_at,
+                "1" if change.clear_due else "",
+                change.attempt_record.model_dump_json() if change.attempt_record else "",
+                change.fields.get("final_status", ""),
+                *fields,
+            ],
+        )
+
+    @staticmethod
+    def check_transition(
+        call_id: str, to: JobState, expect_attempt: int | None, reply: Any
+    ) -> None:
+        """Raise what a refused `transition_call` means (see job_transition.lua's replies)."""
+        verdict = [_text(part) for part in reply]
+        if verdict[0] == "ok":
+            return
+        if verdict[0] == "missing":
+            raise JobNotFound(f"no job with call_id {call_id!r}")
+        state, attempt, why = verdict[1], verdict[2], verdict[3]
+        if why == "attempt":
+            raise InvalidTransition(f"{call_id}: on attempt {attempt}, not {expect_attempt}")
+        raise InvalidTransition(f"{call_id}: cannot go from {state} to {to.value}")
 
     def set_fields(self, call_id: str, fields: Mapping[str, str]) -> None:
         """Annotate the job without changing its state (dial stage, detail)."""

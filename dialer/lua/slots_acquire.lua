@@ -3,6 +3,8 @@
 -- ARGV[1]  member
 -- ARGV[2]  lease (us)
 -- ARGV[3]  limit: live leases allowed at once
+-- KEYS[2], ARGV[4]  optional: a job hash and the dial stage to write in it once the slot is
+--          held (the dial path records "sip_requested" in the same step)
 -- Returns 1 when the member holds a slot (newly, or already: then the lease is extended and
 -- never shortened), 0 when every slot is taken.
 -- Expired leases do not count against the limit but stay in the set for slots_reap.lua, which
@@ -12,6 +14,13 @@ local member = ARGV[1]
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local now = now_us()
+
+local function held()
+  if KEYS[2] then
+    redis.call('HSET', KEYS[2], 'dial_stage', ARGV[4])
+  end
+  return 1
+end
 local now_s = tonumber(score_str(now))
 local expiry = score_str(now + lease)
 
@@ -20,10 +29,10 @@ if score ~= nil and score > now_s then
   if tonumber(expiry) > score then
     redis.call('ZADD', key, expiry, member)
   end
-  return 1
+  return held()
 end
 if redis.call('ZCOUNT', key, '(' .. score_str(now), '+inf') >= limit then
   return 0
 end
 redis.call('ZADD', key, expiry, member)
-return 1
+return held()

@@ -404,7 +404,7 @@ def test_redelivery_after_a_crash_without_a_call_reports_interrupted(h: Harness)
 def test_an_unexpected_error_before_the_dial_puts_the_job_back(h: Harness) -> None:
     call_id = h.submit()
 
-    def broken_acquire(member: str, lease_s: float) -> bool:
+    def broken_acquire(member: str, lease_s: float, **_: object) -> bool:
         raise ConnectionError("redis went away")
 
     h.service.slots.acquire = broken_acquire  # type: ignore[method-assign]
