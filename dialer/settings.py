@@ -19,7 +19,10 @@ DEFAULT_AGENT_NAME = "screening-agent"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DIALER_", extra="ignore", frozen=True)
+    # populate_by_name: `Settings(sip_trunk_id=...)` works as well as the env names.
+    model_config = SettingsConfigDict(
+        env_prefix="DIALER_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # Redis: unset means "start an embedded redis-server under data_dir".
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
