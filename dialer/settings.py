@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     breaker_threshold: float = Field(default=0.5, gt=0, le=1)
     breaker_window: int = Field(default=20, ge=4)
     breaker_pause_s: int = Field(default=60, ge=1)
+    # Dial messages the beat keeps queued at most (the rest waits in the due-set). The beat
+    # tops the queue up once a second, so this also caps dials per second through the queue.
+    dial_queue_max: int = Field(default=1000, ge=10)
 
     # Clock: "system" in production; "redis" lets tests and the demo move time forward.
     clock: Literal["system", "redis"] = "system"

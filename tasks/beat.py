@@ -40,7 +40,12 @@ def move_due_jobs_task() -> int:
         return 0
     rt = runtime()
     moved: Moved = move_due_jobs(
-        rt.client, rt.keys, rt.clock.now(), send_dial, dial_queue_length=_dial_queue_length
+        rt.client,
+        rt.keys,
+        rt.clock.now(),
+        send_dial,
+        dial_queue_length=_dial_queue_length,
+        max_queued=rt.settings.dial_queue_max,
     )
     return moved.sent
 
