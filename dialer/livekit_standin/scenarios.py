@@ -25,6 +25,10 @@ Names:
     twirp:<code>  LiveKit fails with that Twirp code and no SIP code, e.g.
                   `twirp:resource_exhausted`; nothing reaches the trunk
 
+The number a participant is transferred to (TransferSIPParticipant's `transfer_to`) is looked up
+the same way: a failing scenario refuses the transfer with that SIP answer and the participant
+stays in the call; `hang`, `server_error` and `twirp:<code>` fail as they do for a dial.
+
 Failures carry exactly what LiveKit sends: the Twirp code LiveKit derives from the SIP code
 (`livekit/protocol` sip.go: 486 -> resource_exhausted, 603 -> permission_denied, ...) and meta
 `sip_status_code` (a string) and `sip_status`, which `livekit-api` turns into `SipCallError`.

@@ -1001,6 +1001,13 @@ class LiveKitStandIn:
         task.add_done_callback(self._task_done)
 
     async def _transfer(self, req: proto_sip.TransferSIPParticipantRequest, _ctx: _Ctx) -> Message:
+        # The transfer target is dialled like any number: a failing scenario refuses the
+        # transfer (the candidate stays in the call), `hang` holds the request.
+        scenario = self.scenarios.next_for(req.transfer_to.removeprefix("tel:"))
+        if not reaches_trunk(scenario):
+            await self._fail_before_trunk(scenario)
+        if (failure := sip_failure(scenario)) is not None:
+            raise _TwirpFailure.from_sip(failure)
         with self._lock:
             participant = self._participants.get(req.room_name, {}).get(req.participant_identity)
             if participant is None or participant.dial is None:
