@@ -8,6 +8,12 @@ instructions on the current step, records the transcript, and at the end hangs u
 
 Nothing here knows about rooms or SIP: the worker passes a `CallControl` that removes the SIP
 participant and deletes the room; the text-mode simulator passes one that just ends the session.
+
+Every way out hangs up: the flow's end, the session closing, the job shutting down, an error in
+the worker. Waiting for the last sentence to play out is bounded (`playout_timeout_s`), and the
+maximum call duration is a hard limit: at `max` the call is closed politely (TimeUp), and
+`hard_stop_grace_s` later it is hung up whatever is still going on (a closing sentence that does
+not finish, a transfer that hangs).
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ from dialer.models import CandidateData, TurnRole
 log = logging.getLogger("agent.controller")
 
 Clock = Callable[[], datetime]
+
+# The longest a sentence may take to play out before the call goes on without it (a stuck audio
+# track must not keep the line open).
+PLAYOUT_TIMEOUT_S = 30.0
+# How long after the maximum call duration the call is hung up no matter what.
+HARD_STOP_GRACE_S = 15.0
+# The longest a hang-up through the LiveKit API may take before the result is delivered anyway.
+HANG_UP_TIMEOUT_S = 15.0
 
 
 def utc_now() -> datetime:
@@ -97,6 +111,9 @@ class ScreeningController:
         clock: Clock = utc_now,
         on_language_change: LanguageHook | None = None,
         greet_on_enter: bool = True,
+        playout_timeout_s: float = PLAYOUT_TIMEOUT_S,
+        hard_stop_grace_s: float = HARD_STOP_GRACE_S,
+        hang_up_timeout_s: float = HANG_UP_TIMEOUT_S,
     ) -> None:
         self.plan = plan
         self.greet_on_enter = greet_on_enter
@@ -107,6 +124,9 @@ class ScreeningController:
         self.transcript = Transcript()
         self.follower = LanguageFollower(self.flow.language)
         self.on_language_change = on_language_change
+        self.playout_timeout_s = playout_timeout_s
+        self.hard_stop_grace_s = hard_stop_grace_s
+        self.hang_up_timeout_s = hang_up_timeout_s
         self.answered = False
         self.started_at: datetime | None = None
         self.ended_at: datetime | None = None
@@ -117,7 +137,9 @@ class ScreeningController:
         self._finish_task: asyncio.Task[None] | None = None
         self._finalize_lock = asyncio.Lock()
         self._finished = asyncio.Event()
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadlines: list[asyncio.TimerHandle] = []
+        self._hang_up_task: asyncio.Future[None] | None = None
+        self._line_handed_over = False  # transferred to a recruiter: not ours to hang up
         self._bg: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -145,18 +167,37 @@ class ScreeningController:
             self.started_at = self.started_at or self.clock()
 
     def start_deadline(self, seconds: float) -> None:
-        """Enforce the maximum call duration: after `seconds` the call is closed politely."""
+        """Enforce the maximum call duration: after `seconds` the call is closed politely, and
+        `hard_stop_grace_s` later it is hung up, whatever is still going on."""
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(seconds, lambda: self._spawn(self.system(f.TimeUp())))
+        self._deadlines += [
+            loop.call_later(seconds, lambda: self._spawn(self.system(f.TimeUp()))),
+            loop.call_later(
+                seconds + self.hard_stop_grace_s, lambda: self._spawn(self._hard_stop())
+            ),
+        ]
 
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
 
     async def settle(self) -> None:
-        """Wait until what the agent last said has been played out."""
-        if self._last_speech is not None and not self._last_speech.done():
-            await self._last_speech.wait_for_playout()
+        """Wait until what the agent last said has been played out (at most
+        `playout_timeout_s`)."""
+        await self._wait_for_playout(self._last_speech)
+
+    async def _wait_for_playout(self, speech: SpeechHandle | None) -> None:
+        if speech is None or speech.done():
+            return
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(speech.wait_for_playout()), self.playout_timeout_s
+            )
+        except TimeoutError:
+            log.warning(
+                "the agent's last sentence did not play out within %.0f s; going on without it",
+                self.playout_timeout_s,
+            )
 
     async def wait_finished(self, timeout: float | None = None) -> CandidateData | None:
         await asyncio.wait_for(self._finished.wait(), timeout)
@@ -183,13 +224,18 @@ class ScreeningController:
         return f"recorded; now: {self.flow.describe_step()}"
 
     def _with_candidate_words(self, event: f.Event) -> f.Event:
-        """Events that may end a knockout question keep the candidate's own words: when the
-        model did not repeat them, the last transcribed candidate turn is used."""
+        """`raw_answer` is what the candidate said, word for word: the last transcribed
+        candidate turn, never the model's rendering of it (a model paraphrases, translates,
+        tidies up). The model's text is used only when nothing was transcribed. KnockoutAnswer
+        has no field for the model's version (`candidate_note` is the candidate's addition), so
+        a paraphrase is dropped."""
         words = self.transcript.last_candidate_text()
+        if not words:
+            return event
         match event:
-            case f.AnswerUnclear(raw_answer="") | f.OffTopic(raw_answer=""):
-                return dataclasses.replace(event, raw_answer=words)
-            case f.EscalationRequested(raw_answer=""):
+            case (
+                f.KnockoutAnswered() | f.AnswerUnclear() | f.OffTopic() | f.EscalationRequested()
+            ) if event.raw_answer != words:
                 return dataclasses.replace(event, raw_answer=words)
         return event
 
@@ -242,17 +288,17 @@ class ScreeningController:
         )
 
     async def _finish_call(self, end: f.EndAction) -> None:
+        # Cancelled only by the hard stop, which hangs up and finalizes itself.
         try:
-            if self._last_speech is not None and not self._last_speech.done():
-                await self._last_speech.wait_for_playout()
+            await self._wait_for_playout(self._last_speech)
             number = self.plan.recruiter_number
             if end is f.EndAction.TRANSFER and number and await self._transfer(number):
-                return
-            await self.call.hang_up()
+                self._line_handed_over = True
+            else:
+                await self.hang_up()
         except Exception:
-            log.exception("hanging up failed")
-        finally:
-            await self.finalize("flow ended")
+            log.exception("ending the call failed")
+        await self.finalize("flow ended")
 
     async def _transfer(self, number: str) -> bool:
         try:
@@ -263,18 +309,50 @@ class ScreeningController:
         # Still escalated: a recruiter calls back. Say so before hanging up.
         if self._session is not None and not self._is_closing():
             text, _ = templates.render(self.flow.language, "escalation_callback")
-            await self._session.say(text).wait_for_playout()
+            self._last_speech = self._session.say(text)
+            await self._wait_for_playout(self._last_speech)
         return False
 
+    async def hang_up(self) -> None:
+        """End the call through the call control, once (later callers wait for that one), at
+        most `hang_up_timeout_s`; failures are logged, never raised."""
+        if self._line_handed_over:
+            return
+        if self._hang_up_task is None:
+            self._hang_up_task = asyncio.ensure_future(self._hang_up_once())
+        await asyncio.shield(self._hang_up_task)
+
+    async def _hang_up_once(self) -> None:
+        try:
+            await asyncio.wait_for(self.call.hang_up(), self.hang_up_timeout_s)
+        except Exception:
+            log.exception("hanging up failed")
+
+    async def _hard_stop(self) -> None:
+        if self.finished:
+            return
+        log.warning(
+            "screening %s attempt %d: %.0f s past the maximum call duration and the call is "
+            "still open; hanging up",
+            self.plan.request.call_id,
+            self.plan.attempt,
+            self.hard_stop_grace_s,
+        )
+        if self._finish_task is not None and not self._finish_task.done():
+            self._finish_task.cancel()  # a closing sentence or a transfer that does not end
+        await self.finalize("maximum call duration (hard stop)")
+
     async def finalize(self, reason: str = "") -> CandidateData | None:
-        """Close the attempt: exactly one result, only if the call was answered. Idempotent."""
+        """Close the attempt: the line is hung up (unless handed to a recruiter), and exactly
+        one result is delivered, only if the call was answered. Idempotent."""
         async with self._finalize_lock:
             if self._finished.is_set():
                 return self.result
-            if self._deadline is not None:
-                self._deadline.cancel()
+            for deadline in self._deadlines:
+                deadline.cancel()
             if not self.flow.done:
                 self.flow.handle(f.HungUp())
+            await self.hang_up()
             self.ended_at = self.clock()
             if self.answered:
                 self.result = build_candidate_data(
@@ -322,14 +400,26 @@ class ScreeningController:
         ended_at = datetime.fromtimestamp(stop, UTC) if stop else created
         role: TurnRole = "candidate" if item.role == "user" else "agent"
         self.transcript.add(role, text, started_at, ended_at)
+        if role == "candidate" and text.strip():
+            self.flow.candidate_spoke()
 
     def _on_user_state(self, ev: UserStateChangedEvent) -> None:
         if ev.new_state == "away" and not self.flow.done:
-            self._spawn(self.system(f.Silence()))
+            self._spawn(self._on_silence())
+
+    async def _on_silence(self) -> None:
+        await self.system(f.Silence())
+        # livekit-agents reports "away" once: the state stays away and its timer only restarts
+        # from "listening". Restart it, so a candidate who stays silent after "are you still
+        # there?" is heard as silent again and the call ends.
+        if not self.flow.done and self._session is not None and not self._is_closing():
+            self._session.reset_away_timer()
 
     def _on_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         if not ev.is_final:
             return
+        if ev.transcript.strip():
+            self.flow.candidate_spoke()
         # Not a sign the call was answered: carrier announcements before the answer are
         # transcribed too, and an unanswered attempt is the dial task's to report.
         new = self.follower.observe(ev.language, ev.transcript)

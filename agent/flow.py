@@ -14,7 +14,8 @@ Statuses (the seed's eight):
 - completed: every question answered; a timeslot chosen, a preference recorded, or an existing
   booking kept.
 - voicemail: an answering machine (`voicemail_detected=true`); the localised message is left only
-  when the dial context says so.
+  when the dial context says so, and never into a mailbox that is full or not set up
+  (`voicemail_note` says so).
 - not_interested: the candidate declines to go on, declines recording consent
   (`consent_given=false`: without consent the screening cannot take place, and "declined" is a
   dial outcome, not a conversation status), asks not to be called again
@@ -57,6 +58,7 @@ MAX_UNCLEAR = 2  # unclear answers to one prompt: the first is re-asked, the sec
 MAX_OFF_TOPIC = 3  # off-topic answers in a call: the third ends it as `irrelevant`
 MAX_SILENCE = 2  # silences in a row: the first gets "are you still there?", the second ends it
 KNOWN_ANSWER_NOTE = "known from the candidate record; not asked"
+MAILBOX_UNAVAILABLE_NOTE = "mailbox full or not set up; no message left"
 
 
 class Stage(StrEnum):
@@ -157,7 +159,8 @@ class DoNotCall:
 
 @dataclass(frozen=True)
 class AnsweringMachine:
-    pass
+    # AMD's "machine-unavailable": the mailbox is full or not set up, no message can be left.
+    mailbox_unavailable: bool = False
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ class ScreeningFlow:
     chosen_timeslot: str | None = None
     scheduling_preference: str | None = None
     escalation_reason: str | None = None
+    voicemail_note: str = ""  # why no voicemail message was left, when a machine answered
     counters: _Counters = field(default_factory=_Counters)
     asked: list[str] = field(default_factory=list)  # question ids, in the order they were put
     skipped: set[str] = field(default_factory=set)  # question ids answered before this call
@@ -371,6 +375,11 @@ class ScreeningFlow:
     def start(self) -> Step:
         return self.handle(Start())
 
+    def candidate_spoke(self) -> None:
+        """The candidate said something (any final transcript, even one no tool records): a
+        later silence gets "are you still there?" again instead of ending the call."""
+        self.counters.silence = 0
+
     def handle(self, event: Event) -> Step:
         if self.stage is Stage.DONE:
             if isinstance(event, (HungUp, TimeUp, Silence, AnsweringMachine, LanguageChanged)):
@@ -417,8 +426,8 @@ class ScreeningFlow:
             case DoNotCall():
                 self.do_not_call_requested = True
                 return self._finish(Status.NOT_INTERESTED, "closing_dnc")
-            case AnsweringMachine():
-                return self._on_answering_machine()
+            case AnsweringMachine(mailbox_unavailable=unavailable):
+                return self._on_answering_machine(unavailable)
             case Silence():
                 return self._on_silence()
             case HungUp():
@@ -551,12 +560,14 @@ class ScreeningFlow:
             return self._finish(Status.ESCALATED, "escalation_transfer", end=EndAction.TRANSFER)
         return self._finish(Status.ESCALATED, "escalation_callback")
 
-    def _on_answering_machine(self) -> Step:
+    def _on_answering_machine(self, mailbox_unavailable: bool) -> Step:
         if self.candidate_events:
             raise FlowError("the candidate has already answered; this is not an answering machine")
         self.voicemail_detected = True
         key = None
-        if self.config.leave_voicemail:
+        if mailbox_unavailable:
+            self.voicemail_note = MAILBOX_UNAVAILABLE_NOTE
+        elif self.config.leave_voicemail:
             key = "voicemail_named" if self.request.candidate_name.strip() else "voicemail_generic"
         return self._finish(Status.VOICEMAIL, key)
 

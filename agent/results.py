@@ -63,9 +63,14 @@ def build_candidate_data(
     ended_at: datetime | None,
     metadata: dict[str, Any] | None = None,
 ) -> CandidateData:
-    """The result of this attempt. A flow that did not reach its end is `incomplete`."""
+    """The result of this attempt. A flow that did not reach its end is `incomplete`. The flow's
+    voicemail note (no message left: the mailbox was full) goes into `metadata.voicemail_note`,
+    the contract's only free-form place."""
     request = flow.request
     phone = request.phone_number if isinstance(request, ScreeningRequest) else ""
+    extra = dict(metadata or {})
+    if flow.voicemail_note:
+        extra["voicemail_note"] = flow.voicemail_note
     return CandidateData(
         call_id=request.call_id,
         status=flow.status if flow.status is not None else Status.INCOMPLETE,
@@ -85,5 +90,5 @@ def build_candidate_data(
         phone_number=mask(phone) if phone else "",
         escalation_reason=flow.escalation_reason,
         do_not_call_requested=flow.do_not_call_requested,
-        metadata=dict(metadata or {}),
+        metadata=extra,
     )

@@ -113,28 +113,33 @@ async def run_text_screening_detailed(
     turns = 0
     if on_start is not None:
         on_start(controller)
-    async with session:
-        controller.mark_answered()
-        await session.start(ScreeningAgent(controller), capture_run=True)
-        if answering_machine:
-            await controller.system(AnsweringMachine())
-            await controller.settle()
-        while not controller.flow.done and turns < max_turns:
-            if persona is not None:
-                line = persona(controller.transcript.agent_text_since_last_candidate_turn())
-            else:
-                line = next(scripted, None)
-            if line is None:
-                break
-            turns += 1
-            if isinstance(line, str):
-                await session.run(user_input=line)
-            else:
-                await controller.system(line)
+    try:
+        async with session:
+            controller.mark_answered()
+            await session.start(ScreeningAgent(controller), capture_run=True)
+            if answering_machine:
+                await controller.system(AnsweringMachine())
                 await controller.settle()
-        if not controller.flow.done:
-            await controller.system(HungUp())
-        result = await controller.wait_finished(timeout=30)
+            while not controller.flow.done and turns < max_turns:
+                if persona is not None:
+                    line = persona(controller.transcript.agent_text_since_last_candidate_turn())
+                else:
+                    line = next(scripted, None)
+                if line is None:
+                    break
+                turns += 1
+                if isinstance(line, str):
+                    await session.run(user_input=line)
+                else:
+                    await controller.system(line)
+                    await controller.settle()
+            if not controller.flow.done:
+                await controller.system(HungUp())
+            result = await controller.wait_finished(timeout=30)
+    except BaseException as exc:
+        # As in the worker: the line is hung up and the attempt still gets its one result.
+        await controller.finalize(f"the text screening failed: {type(exc).__name__}")
+        raise
     if result is None:  # pragma: no cover - answered is set above, so a result always exists
         raise RuntimeError("the screening ended without a result")
     return TextScreening(

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from agent import worker
+from agent import templates, worker
 from agent.call_control import LiveKitCallControl
 from agent.config import AgentConfig, check_environment, missing_environment
+from agent.controller import ScreeningController
 from agent.plan import ScreeningPlan
 from agent.publishing import PublisherSink
 from agent.simulate import run_text_screening_detailed
@@ -248,6 +249,95 @@ def test_escalation_transfers_the_sip_participant(
     assert transfer.http_status == 200
     [message] = queued_results(r)
     assert (message.attempt, message.outcome) == (2, "escalated")
+
+
+RECRUITER = "+3225550100"
+
+
+def test_a_refused_transfer_promises_a_call_back_then_hangs_up(
+    lk: LiveKitStandIn, r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """The recruiter's line is busy: LiveKit refuses the transfer (SIP 486). The candidate
+    hears that a recruiter will call back, the agent hangs up, and the status is escalated."""
+    room = "screening-abc-123-3"
+    metadata = dispatch_metadata("nl", recruiter_number=RECRUITER)
+    lk.set_scenarios({RECRUITER: "busy"})
+    scripted = ScriptedLLM([call("request_recruiter", reason="wants a person")])
+
+    async def go() -> Any:
+        await place_answered_call(lk, NL_PHONE, room, metadata)
+        lkapi = api_client(lk)
+        publisher = ResultPublisher(redis_url, tmp_path / "spool")
+        try:
+            return await run_text_screening_detailed(
+                metadata,
+                scripted,
+                ["Ik wil iemand spreken."],
+                sink=PublisherSink(publisher),
+                call=LiveKitCallControl(lkapi, room, "phone_user"),
+            )
+        finally:
+            await lkapi.aclose()
+            publisher.close()
+
+    outcome = run(go)
+    assert outcome.result.status is Status.ESCALATED
+    assert outcome.result.escalation_reason == "wants a person"
+    said = [turn.text for turn in outcome.result.transcript if turn.role == "agent"]
+    assert said[-2:] == [
+        templates.render("nl", "escalation_transfer")[0],
+        templates.render("nl", "escalation_callback")[0],
+    ]
+    assert outcome.call.transferred_to == RECRUITER and outcome.call.hung_up
+    [transfer] = lk.requests_for("TransferSIPParticipant")
+    assert transfer.http_status != 200
+    [dial] = lk.dials
+    assert dial.end_reason == "removed"  # hung up by the agent, not transferred
+    assert [rec.deleted_at is not None for rec in lk.rooms if rec.name == room] == [True]
+    [message] = queued_results(r)
+    assert message.outcome == "escalated"
+
+
+def test_a_transfer_that_hangs_is_cut_off_at_the_maximum_call_duration(
+    lk: LiveKitStandIn, r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    room = "screening-abc-123-4"
+    metadata = dispatch_metadata("nl", recruiter_number=RECRUITER)
+    lk.set_scenarios({RECRUITER: "hang"})  # the request to LiveKit never comes back
+    scripted = ScriptedLLM([call("request_recruiter", reason="wants a person")])
+
+    def hard_limit(controller: ScreeningController) -> None:
+        controller.hard_stop_grace_s = 0.3
+        controller.start_deadline(0.5)
+
+    async def go() -> Any:
+        await place_answered_call(lk, NL_PHONE, room, metadata)
+        lkapi = api_client(lk)
+        publisher = ResultPublisher(redis_url, tmp_path / "spool")
+        try:
+            return await asyncio.wait_for(
+                run_text_screening_detailed(
+                    metadata,
+                    scripted,
+                    ["Ik wil iemand spreken."],
+                    sink=PublisherSink(publisher),
+                    call=LiveKitCallControl(lkapi, room, "phone_user"),
+                    on_start=hard_limit,
+                ),
+                10,
+            )
+        finally:
+            await lkapi.aclose()
+            publisher.close()
+
+    outcome = run(go)
+    assert outcome.result.status is Status.ESCALATED
+    assert outcome.call.hung_up
+    [dial] = lk.dials
+    assert dial.end_reason == "removed"
+    assert lk.active_calls() == []
+    [message] = queued_results(r)
+    assert message.outcome == "escalated"
 
 
 def test_hang_up_tolerates_a_candidate_who_already_left(lk: LiveKitStandIn) -> None:
