@@ -10,9 +10,10 @@ Optional (defaults in brackets):
 - DIALER_SPOOL_DIR [.dialer/spool]: where results wait while Redis is unreachable.
 - AGENT_OPENAI_MODEL [gpt-4.1-mini]: the conversation LLM (and the AMD classifier).
 - AGENT_CARTESIA_MODEL [sonic-3], AGENT_CARTESIA_VOICE [Cartesia's default voice]: TTS.
-- AGENT_SILENCE_TIMEOUT_S [8]: silence before "are you still there?" (twice ends the call).
+- AGENT_SILENCE_TIMEOUT_S [8]: silence before "are you still there?" (twice in a row ends the
+  call; anything the candidate says in between starts the count again).
 - AGENT_ANSWER_TIMEOUT_S [90]: how long to wait for the phone participant / the web
-  interview's metadata before giving the job up.
+  interview's metadata before giving the job up (the room is deleted, nothing published).
 - AGENT_AMD [1]: answering-machine detection on phone calls (0 to switch off).
 
 Values are never logged; `describe()` names what is set without showing it.

@@ -1,7 +1,11 @@
 """Web interviews: the frontend publishes the interview metadata as a data message on topic
 `interview-metadata` right after joining the room (`seeds/001_*`). Pure Python: no LiveKit
-imports, so the mapping and the handler are tested without a room; the worker only forwards
-`data_received` packets to `WebInterviewHandler.on_data`.
+imports, so the mapping and the handler are tested without a room; the worker forwards
+`data_received` packets to `WebInterviewHandler.on_data`, from before it joins the room (a
+message sent while the agent connects is held until the room metadata is read), and each
+participant's metadata and attributes to `on_participant`: the same JSON is accepted as the
+participant's metadata, or as its attribute `interview-metadata`, for frontends that set it in
+the token instead of sending a message.
 
 Mapping of the camelCase fields onto the screening request:
 
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -188,18 +192,40 @@ class WebInterviewHandler:
     `on_data` is what the worker calls for every data packet; it ignores other topics, keeps
     the first valid message (later ones are logged and ignored: an interview does not change
     underway), and records invalid ones in `errors` (the frontend may send a corrected one).
+    Created with `hold=True`, it keeps messages until `release(base)` gives it the plan from
+    the room / dispatch metadata (the worker listens before it has read that metadata).
     """
 
-    def __init__(self, base: ScreeningPlan | None = None) -> None:
+    def __init__(self, base: ScreeningPlan | None = None, *, hold: bool = False) -> None:
         self.base = base
         self.plan: ScreeningPlan | None = None
         self.errors: list[str] = []
         self._waiters: list[Callable[[ScreeningPlan], None]] = []
+        self._held: list[bytes | str] | None = [] if hold else None
 
-    def on_data(self, payload: bytes, topic: str | None) -> bool:
+    def release(self, base: ScreeningPlan | None) -> bool:
+        """Set the base plan and handle the messages held so far; True if one started it."""
+        self.base = base
+        held, self._held = self._held or [], None
+        return any([self.on_data(payload, TOPIC) for payload in held])
+
+    def on_participant(self, metadata: str, attributes: Mapping[str, str]) -> bool:
+        """A participant's attribute `interview-metadata`, or its metadata when that is an
+        interview-metadata object (it has `interviewId`); other metadata is not ours and is
+        ignored. Returns True when this started the interview."""
+        if attributes.get(TOPIC):
+            return self.on_data(attributes[TOPIC], TOPIC)
+        if metadata.strip() and _has_interview_id(metadata):
+            return self.on_data(metadata, TOPIC)
+        return False
+
+    def on_data(self, payload: bytes | str, topic: str | None) -> bool:
         """Returns True when this packet started the interview. (The sender's identity is not
         logged: frontends put phone numbers in identities, as in seeds/001_*.)"""
         if topic != TOPIC:
+            return False
+        if self._held is not None:
+            self._held.append(payload)
             return False
         if self.plan is not None:
             log.info("ignoring a further interview-metadata message")
@@ -251,6 +277,14 @@ def _open(
         return []
     text, _ = templates.render(language, "default_open_question", job_title=job_title)
     return [{"id": "oq1", "text": text, "description": "Relevant experience"}]
+
+
+def _has_interview_id(raw: str) -> bool:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "interviewId" in body
 
 
 def _describe(exc: ValidationError) -> str:

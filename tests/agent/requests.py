@@ -100,6 +100,7 @@ def dispatch_metadata(
     leave_voicemail: bool = True,
     recruiter_number: str | None = None,
     resume: ResumeState | None = None,
+    max_call_duration_s: int = 900,
     **overrides: Any,
 ) -> str:
     context = DialContext(
@@ -109,5 +110,6 @@ def dispatch_metadata(
         leave_voicemail=leave_voicemail,
         recruiter_number=recruiter_number,
         resume=resume,
+        max_call_duration_s=max_call_duration_s,
     )
     return build_dispatch_metadata(request(lang, **overrides), context)
