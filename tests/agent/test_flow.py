@@ -254,11 +254,11 @@ def test_language_change_moves_templates_but_not_question_texts() -> None:
         flow.handle(f.LanguageChanged("klingon"))
 
 
-def test_non_templated_language_falls_back_to_english_text() -> None:
+def test_every_language_has_its_own_written_wording() -> None:
     flow = seed_flow(language="pl")
     step = flow.start()
     assert flow.language == "pl"
-    assert {u.language for u in step.say} == {"en"}
+    assert {u.language for u in step.say} == {"pl"}  # said as written, nothing to translate
 
 
 def test_no_questions_at_all_goes_to_scheduling() -> None:

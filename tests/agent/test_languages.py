@@ -110,12 +110,13 @@ def test_fixed_wording_that_matters_is_localised() -> None:
     for lang in ("nl", "fr", "en", "de"):
         voicemail, written_in = templates.render(lang, "voicemail_named", **params)
         assert written_in == lang and "Mark" in voicemail and "Bakker" in voicemail
-    assert templates.render("pl", "consent_question") == templates.render("en", "consent_question")
+    consent, written_in = templates.render("pl", "consent_question")
+    assert written_in == "pl" and consent != templates.render("en", "consent_question")[0]
 
 
 def test_join_options_uses_the_languages_or() -> None:
     assert templates.join_options("nl", ["ma", "di", "wo"]) == "ma, di of wo"
     assert templates.join_options("de", ["Mo", "Di"]) == "Mo oder Di"
     assert templates.join_options("fr", ["lundi"]) == "lundi"
-    assert templates.join_options("pl", ["a", "b"]) == "a or b"
+    assert templates.join_options("pl", ["a", "b"]) == "a lub b"
     assert templates.join_options("en", []) == ""
