@@ -436,7 +436,7 @@ class DialService:
                 raise NotDialedYet("campaign call slots busy", retry_s=SLOT_RETRY_S)
             slot_held = True
 
-        log.info("dialing %s attempt %d for %s", mask(job.phone_e164), attempt, job.call_id)
+        log.debug("dialing %s attempt %d for %s", mask(job.phone_e164), attempt, job.call_id)
         started = time.monotonic()
         try:
             answered = await self.dialer.dial(plan, on_stage=on_stage, before_invite=before_invite)

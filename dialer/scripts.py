@@ -14,6 +14,7 @@ Scripts compute some key names from a prefix (job state index sets), so they ass
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -35,8 +36,20 @@ def source(name: str, libraries: tuple[str, ...] = ()) -> str:
     return "\n".join(parts)
 
 
+_registered: weakref.WeakKeyDictionary[redis.Redis, dict[tuple[str, tuple[str, ...]], Script]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def register(client: redis.Redis, name: str, libraries: tuple[str, ...] = ()) -> Script:
-    return client.register_script(source(name, libraries))
+    """The script `name` on `client`, registered once per client (a dial makes several objects
+    that need scripts; hashing the source for each cost as much as a Redis command)."""
+    scripts = _registered.setdefault(client, {})
+    key = (name, libraries)
+    script = scripts.get(key)
+    if script is None:
+        script = scripts[key] = client.register_script(source(name, libraries))
+    return script
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import Any
 
 from dialer.messages import ResultMessage
 from dialer.models import DialOutcome, JobState
@@ -30,8 +31,10 @@ def _dial_queue_length() -> int:
     return int(runtime().client.llen("dial"))
 
 
-def send_dial(call_id: str, attempt: int) -> None:
-    app.send_task("dialer.dial.place_call", args=[call_id, attempt], queue="dial")
+def send_dial(call_id: str, attempt: int, producer: Any = None) -> None:
+    app.send_task(
+        "dialer.dial.place_call", args=[call_id, attempt], queue="dial", producer=producer
+    )
 
 
 @app.task(name="dialer.beat.move_due_jobs")
@@ -39,14 +42,17 @@ def move_due_jobs_task() -> int:
     if not _acts("move_due_jobs"):
         return 0
     rt = runtime()
-    moved: Moved = move_due_jobs(
-        rt.client,
-        rt.keys,
-        rt.clock.now(),
-        send_dial,
-        dial_queue_length=_dial_queue_length,
-        max_queued=rt.settings.dial_queue_max,
-    )
+    # One producer (one broker connection) for the whole batch: acquiring one per message
+    # cost more than the dial task that the message starts.
+    with app.producer_or_acquire() as producer:
+        moved: Moved = move_due_jobs(
+            rt.client,
+            rt.keys,
+            rt.clock.now(),
+            lambda call_id, attempt: send_dial(call_id, attempt, producer),
+            dial_queue_length=_dial_queue_length,
+            max_queued=rt.settings.dial_queue_max,
+        )
     return moved.sent
 
 
