@@ -36,7 +36,7 @@ from dialer.errors import (
     ThrottledError,
 )
 from dialer.keys import Keys
-from dialer.limiter import CircuitBreaker, ConcurrencySlots, RedisPacer
+from dialer.limiter import CircuitBreaker, ConcurrencySlots, InviteGate, RedisPacer
 from dialer.livekit_dialer import STAGE_ROOM, STAGE_SIP, DialAnswered, DialPlan, LiveKitDialer
 from dialer.liveness import LiveMarker
 from dialer.messages import (
@@ -139,6 +139,7 @@ class DialService:
             client, keys, trunk, settings.calls_per_second, headroom=settings.pacing_headroom
         )
         self.slots = ConcurrencySlots(client, keys, trunk, settings.max_concurrent_calls)
+        self.invite_gate = InviteGate(self.pacer, self.slots)
         self.campaigns = CampaignStore(client, keys)
         self._begin = register(client, "dial_begin", JOB_LIBRARY)
         self.breaker = CircuitBreaker(
@@ -420,6 +421,17 @@ class DialService:
             # taken before them would let INVITEs bunch at the trunk; a slot taken before the
             # turn would be held while waiting for it, idle, by every waiting dial task.
             nonlocal slot_held
+            if campaign_pacer is None and campaign_slots is None and not slot_held:
+                # The trunk's limits only: turn, slot and stage in one round trip.
+                turn = self.invite_gate.take(
+                    member, self.slot_lease_s, PACING_WAIT_S, job_key=job_key, stage=STAGE_SIP
+                )
+                if turn == "no_turn":
+                    raise NotDialedYet(f"no calls-per-second turn within {PACING_WAIT_S:.0f} s")
+                if turn == "no_slot":
+                    raise NotDialedYet("all call slots busy", retry_s=SLOT_RETRY_S)
+                slot_held = True
+                return
             for pacer in pacers:
                 if not pacer.acquire(PACING_WAIT_S):
                     raise NotDialedYet(f"no calls-per-second turn within {PACING_WAIT_S:.0f} s")

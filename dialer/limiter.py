@@ -25,6 +25,7 @@ from dialer.scripts import ScriptCall
 from dialer.scripts import register as _register
 
 _US = 1_000_000
+LIMITS_LIBRARY = ("_limits",)
 
 
 def _us(seconds: float) -> int:
@@ -93,37 +94,50 @@ class RedisPacer:
         """Turns this object let go unused because it woke more than `max_late_s` after them."""
         self._sleep = sleep
         self._monotonic = monotonic
-        self._acquire = _register(client, "pacer_acquire")
+        self._acquire = _register(client, "pacer_acquire", LIMITS_LIBRARY)
         self._backoff = _register(client, "pacer_backoff")
         self._multiplier = _register(client, "pacer_multiplier")
 
     def _take(self, ahead_s: float) -> tuple[float, bool]:
         """(seconds, taken): the caller's turn comes in `seconds` (taken), or the next turn is
         due in `seconds` and lies further ahead than `ahead_s` (not taken)."""
-        wait_us, now_us, taken = self._acquire(
-            keys=[self.key],
-            args=[self._emission_us, self.burst, _us(self.recovery_half_life_s), _us(ahead_s)],
-        )
+        wait_us, now_us, taken = self._acquire(keys=[self.key], args=self.take_args(ahead_s))
+        return self.took(wait_us, now_us, taken)
+
+    def take_args(self, ahead_s: float) -> list[int]:
+        """The arguments of a turn request (pacer_take in dialer/lua/_limits.lua)."""
+        return [self._emission_us, self.burst, _us(self.recovery_half_life_s), _us(ahead_s)]
+
+    def took(self, wait_us: Any, now_us: Any, taken: Any) -> tuple[float, bool]:
+        """Book a turn request's reply: (seconds, taken) as `_take` returns it."""
         if int(taken):
             self.last_admitted_at = (int(now_us) + int(wait_us)) / _US
         return int(wait_us) / _US, bool(int(taken))
+
+    def first_ahead(self, deadline_s: float) -> float:
+        """How far ahead the first request of `acquire(deadline_s)` may reserve a turn."""
+        return min(self.reserve_ahead_s, max(0.0, deadline_s))
 
     def try_acquire(self) -> float:
         """0.0 when a call may go now (its turn is taken), else seconds until one may."""
         wait, taken = self._take(0.0)
         return 0.0 if taken else wait
 
-    def acquire(self, deadline_s: float) -> bool:
+    def acquire(self, deadline_s: float, *, first: tuple[float, bool] | None = None) -> bool:
         """Wait for a turn; False as soon as it is clear none comes within `deadline_s`.
 
         A turn due within `reserve_ahead_s` is taken at once and slept for, so waiters line up
         at exact intervals (no turn lost to polling, none two at once); one further ahead is
         asked for again once it is within reach. The limit holds however many processes wait.
+        `first`: the reply to a first request already made (with `first_ahead(deadline_s)`).
         """
         give_up_at = self._monotonic() + deadline_s
         while True:
-            ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - self._monotonic()))
-            wait, taken = self._take(ahead)
+            if first is not None:
+                (wait, taken), first = first, None
+            else:
+                ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - self._monotonic()))
+                wait, taken = self._take(ahead)
             if taken:
                 due = self._monotonic() + wait
                 if wait > 0:
@@ -184,7 +198,7 @@ class ConcurrencySlots:
         self.client = client
         self.key = keys.slots(trunk)
         self.limit = limit
-        self._acquire = _register(client, "slots_acquire")
+        self._acquire = _register(client, "slots_acquire", LIMITS_LIBRARY)
         self._extend = _register(client, "slots_extend")
         self._in_use = _register(client, "slots_in_use")
         self._reap = _register(client, "slots_reap")
@@ -212,6 +226,46 @@ class ConcurrencySlots:
     def reap_expired(self) -> list[str]:
         """Remove and return the members whose lease ran out; each is returned once only."""
         return [_text(member) for member in self._reap(keys=[self.key])]
+
+
+InviteTurn = Literal["held", "no_turn", "no_slot"]
+
+
+class InviteGate:
+    """A pacing turn, then a concurrency slot, right before the request that sends an INVITE.
+
+    When the turn is due at once (an unsaturated pacer) both are taken in one script
+    (`dialer/lua/invite_turn.lua`), which also records the job's dial stage; otherwise the turn
+    is waited for as `RedisPacer.acquire` does and the slot taken after it. Taking the slot
+    after the turn keeps idle waiters from holding slots; a turn whose slot is refused is lost,
+    as it would be with the two steps apart.
+    """
+
+    def __init__(self, pacer: RedisPacer, slots: ConcurrencySlots) -> None:
+        self.pacer = pacer
+        self.slots = slots
+        self._script = _register(slots.client, "invite_turn", LIMITS_LIBRARY)
+
+    def take(
+        self, member: str, lease_s: float, deadline_s: float, *, job_key: str, stage: str
+    ) -> InviteTurn:
+        wait_us, now_us, taken, slot = self._script(
+            keys=[self.pacer.key, self.slots.key, job_key],
+            args=[
+                *self.pacer.take_args(self.pacer.first_ahead(deadline_s)),
+                member,
+                _us(lease_s),
+                self.slots.limit,
+                stage,
+            ],
+        )
+        first = self.pacer.took(wait_us, now_us, taken)
+        if int(slot) >= 0:
+            return "held" if int(slot) == 1 else "no_slot"
+        if not self.pacer.acquire(deadline_s, first=first):
+            return "no_turn"
+        held = self.slots.acquire(member, lease_s, job_key=job_key, stage=stage)
+        return "held" if held else "no_slot"
 
 
 BreakerState = Literal["closed", "open", "half_open"]

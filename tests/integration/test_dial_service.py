@@ -163,14 +163,14 @@ def test_the_pacing_turn_is_taken_after_the_dispatch_right_before_the_invite(
 ) -> None:
     call_id = h.submit()
     turns: list[int] = []
-    take = h.service.pacer._take
+    take = h.service.invite_gate.take
 
-    def counting_turn(ahead_s: float) -> tuple[float, bool]:
+    def counting_turn(*args: Any, **kwargs: Any) -> Any:
         # How many requests LiveKit had seen when the turn was taken.
         turns.append(len(h.lk.requests))
-        return take(ahead_s)
+        return take(*args, **kwargs)
 
-    h.service.pacer._take = counting_turn  # type: ignore[method-assign]
+    h.service.invite_gate.take = counting_turn  # type: ignore[method-assign]
     assert h.place(call_id, 1, "task-1") == "answered"
     methods = [q.method for q in h.lk.requests]
     assert methods[:3] == ["CreateRoom", "CreateDispatch", "CreateSIPParticipant"]
@@ -404,10 +404,10 @@ def test_redelivery_after_a_crash_without_a_call_reports_interrupted(h: Harness)
 def test_an_unexpected_error_before_the_dial_puts_the_job_back(h: Harness) -> None:
     call_id = h.submit()
 
-    def broken_acquire(member: str, lease_s: float, **_: object) -> bool:
+    def broken_take(*_: object, **__: object) -> bool:
         raise ConnectionError("redis went away")
 
-    h.service.slots.acquire = broken_acquire  # type: ignore[method-assign]
+    h.service.invite_gate.take = broken_take  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         h.place(call_id, 1, "task-1")
     job = h.t.store.get(call_id)

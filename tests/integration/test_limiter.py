@@ -14,7 +14,7 @@ import redis
 
 from dialer.embedded_redis import EmbeddedRedis
 from dialer.keys import Keys
-from dialer.limiter import CircuitBreaker, ConcurrencySlots, RedisPacer
+from dialer.limiter import CircuitBreaker, ConcurrencySlots, InviteGate, RedisPacer
 from dialer.pacing import most_in_window
 
 KEYS = Keys()
@@ -209,6 +209,53 @@ def test_backoff_reduces_the_rate_and_it_recovers(r: redis.Redis) -> None:
 # -- concurrency slots ---------------------------------------------------------------------------
 
 
+# -- the invite gate (turn + slot) --------------------------------------------------------------
+
+
+def gate(r: redis.Redis, rate: float, limit: int, **pacer: object) -> InviteGate:
+    return InviteGate(
+        RedisPacer(r, KEYS, TRUNK, rate, **pacer),  # type: ignore[arg-type]
+        ConcurrencySlots(r, KEYS, TRUNK, limit),
+    )
+
+
+def test_a_turn_due_now_takes_the_slot_and_records_the_stage_in_one_step(r: redis.Redis) -> None:
+    g = gate(r, 10, 2)
+    r.script_load(g._script.script)  # loaded, as after the first call of a process
+    r.hset("job", "dial_stage", "room_created")
+    before = sum(v["calls"] for k, v in r.info("commandstats").items() if k == "cmdstat_evalsha")
+    assert g.take("c:1", 60, 5.0, job_key="job", stage="sip_requested") == "held"
+    after = sum(v["calls"] for k, v in r.info("commandstats").items() if k == "cmdstat_evalsha")
+    assert after - before == 1, "one script call: turn, slot and stage together"
+    assert r.hget("job", "dial_stage") == "sip_requested"
+    assert g.slots.in_use() == 1 and g.pacer.last_admitted_at is not None
+
+
+def test_a_turn_ahead_is_waited_for_then_the_slot_taken(r: redis.Redis) -> None:
+    slept: list[float] = []
+    g = gate(r, 10, 5, sleep=slept.append)
+    assert g.take("c:1", 60, 5.0, job_key="job", stage="s") == "held"
+    first = g.pacer.last_admitted_at
+    r.hdel("job", "dial_stage")
+    assert g.take("c:2", 60, 5.0, job_key="job", stage="sip_requested") == "held"
+    assert first is not None and g.pacer.last_admitted_at is not None
+    assert round((g.pacer.last_admitted_at - first) * 1000) == 100, "the next turn, in line"
+    assert len(slept) == 1 and 0.05 < slept[0] <= 0.1, "slept until the reserved turn"
+    assert r.hget("job", "dial_stage") == "sip_requested" and g.slots.in_use() == 2
+
+
+def test_no_free_slot_and_no_turn_in_time_are_told_apart(r: redis.Redis) -> None:
+    g = gate(r, 1000, 1)
+    assert g.take("c:1", 60, 5.0, job_key="job", stage="s") == "held"
+    r.hdel("job", "dial_stage")
+    assert g.take("c:2", 60, 5.0, job_key="job", stage="s") == "no_slot"
+    assert r.hget("job", "dial_stage") is None, "no stage without a slot"
+    slow = gate(r, 0.5, 5)  # one call every 2 s, on the same trunk key
+    r.delete(KEYS.pacing(TRUNK))
+    assert slow.take("c:3", 60, 5.0, job_key="job", stage="s") == "held"
+    assert slow.take("c:4", 60, 0.5, job_key="job", stage="s") == "no_turn"
+
+
 def test_several_processes_never_hold_more_than_the_limit(r: redis.Redis, redis_url: str) -> None:
     limit = 3
     start_at = time.time() + 1.5
@@ -356,9 +403,12 @@ def test_scripts_work_across_a_redis_restart(tmp_path: Path) -> None:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         pacer = RedisPacer(client, KEYS, TRUNK, 1000)
         slots = ConcurrencySlots(client, KEYS, TRUNK, 2)
+        invite = InviteGate(pacer, slots)
         assert pacer.acquire(1) and slots.acquire("c:1", 60)
         server.restart()  # script cache gone; the data survives through the AOF
         assert pacer.acquire(1)
+        assert invite.take("c:0", 60, 1.0, job_key="job", stage="s") == "held"
+        assert slots.release("c:0")
         assert slots.in_use() == 1 and slots.acquire("c:2", 60) and not slots.acquire("c:3", 60)
         client.close()
     finally:
