@@ -1,11 +1,13 @@
 """`dialer`: one command line for operators and integrators (Typer + Rich).
 
 Every command reads the same environment as the workers (REDIS_URL, LIVEKIT_*, DIALER_*).
-Without REDIS_URL, commands that need Redis start an embedded one under DIALER_DATA_DIR.
+Without REDIS_URL, commands that need Redis use the embedded one a running `dialer run` keeps
+under DIALER_DATA_DIR, or start one of their own there. A Redis that cannot be reached is one
+error message and exit code 2.
 
     processes   run (API + worker + beat), api, worker, beat, agent, demo
     intake      enqueue FILE.csv, status [CALL_ID | --campaign ID], results --format csv|json
-    operations  webhooks add|list|remove|enable|disable|test|replay|dead, dnc add|import,
+    operations  webhooks add|load|list|remove|enable|disable|test|replay|dead, dnc add|import,
                 campaigns create|list|pause|resume|progress, apikeys create|list|revoke, schemas
 """
 
@@ -24,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
+from dialer.demo_expected import DEMO_TIME_LIMIT_S
 from dialer.errors import ConfigError, DialerError, JobConflict, JobNotFound, ValidationFailed
 from dialer.local_stack import ALL_QUEUES
 
@@ -65,7 +68,8 @@ app = typer.Typer(
 dnc_app = typer.Typer(help="The do-not-call list.", no_args_is_help=True)
 app.add_typer(dnc_app, name="dnc")
 webhooks_app = typer.Typer(
-    help="CRM webhook endpoints: add, list, test, dead letters, replay.", no_args_is_help=True
+    help="CRM webhook endpoints: add, load a file, list, test, dead letters, replay.",
+    no_args_is_help=True,
 )
 app.add_typer(webhooks_app, name="webhooks")
 campaigns_app = typer.Typer(
@@ -551,6 +555,47 @@ def webhooks_add(
     console.print(f"signing secret (shown once): [bold]{endpoint.secret_value()}[/]")
 
 
+@webhooks_app.command("load")
+def webhooks_load(
+    config_file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="TOML file of [[endpoints]] (docs/INTEGRATION.md)."
+        ),
+    ],
+) -> None:
+    """Store the endpoints of a TOML config file: added or updated by id, all or nothing.
+
+    Endpoints not in the file are left alone. Each entry names its secret (`secret`, or
+    `secret_env`: an environment variable of this command holding it)."""
+    from dialer.webhooks import load_webhook_config
+
+    rt = _runtime()
+    service = _webhooks(rt)
+    try:
+        report = load_webhook_config(service.endpoints, config_file, now=rt.clock.now())
+    except ValidationFailed as exc:
+        _problems(exc)
+        _fail("nothing stored", "fix the entries above and load the file again")
+    finally:
+        service.close()
+    table = Table("id", "url", "change", title=f"webhooks from {config_file.name}")
+    for entry in report.entries:
+        table.add_row(entry.endpoint_id, entry.url, entry.change)
+    console.print(table)
+    console.print(
+        f"{len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged"
+    )
+    if report.not_in_file:
+        console.print(f"[dim]not in the file, left as they are: {', '.join(report.not_in_file)}[/]")
+    if report.retry_schedule is not None:
+        console.print(
+            "[dim]→ the file's retry schedule applies to workers started with "
+            f"DIALER_WEBHOOK_CONFIG={config_file}[/]"
+        )
+
+
 @webhooks_app.command("list")
 def webhooks_list() -> None:
     """List webhook endpoints (secrets masked)."""
@@ -917,9 +962,14 @@ def schemas(
 def demo(
     candidates: Annotated[Path | None, typer.Option(help="Candidates CSV.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where Redis data and outputs go.")] = None,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
+    timeout: Annotated[
+        float, typer.Option(help="Give up after this many seconds (then exit 1).")
+    ] = DEMO_TIME_LIMIT_S,
 ) -> None:
-    """Run the whole pipeline locally against the LiveKit stand-in and print every outcome."""
+    """Run the whole pipeline locally against the LiveKit stand-in and print every outcome.
+
+    Exits 1 when a candidate does not end with the status its persona produces, or when the
+    run does not finish in time."""
     from dialer.demo import run_demo
 
     try:

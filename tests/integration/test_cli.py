@@ -71,7 +71,10 @@ COMMANDS = [
     ["dnc", "add"],
     ["dnc", "import"],
     ["webhooks"],
-    *(["webhooks", c] for c in ("add", "list", "remove", "enable", "disable", "test", "replay")),
+    *(
+        ["webhooks", c]
+        for c in ("add", "load", "list", "remove", "enable", "disable", "test", "replay")
+    ),
     ["webhooks", "dead"],
     ["campaigns"],
     *(["campaigns", c] for c in ("create", "list", "pause", "resume", "progress")),
@@ -242,6 +245,50 @@ def test_webhooks_add_list_test_disable_dead_replay_remove(
     assert gone.exit_code == 1 and "dialer webhooks list" in gone.output
     bad = cli("webhooks", "add", "ftp://example.com/x")
     assert bad.exit_code == 1 and "url" in bad.output
+
+
+def test_webhooks_load_a_config_file(
+    cli: Any, r: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crm_secret, ats_secret = generate_secret(), generate_secret()
+    config = tmp_path / "webhooks.toml"
+    config.write_text(
+        "[delivery]\nretry_schedule = [5, 60]\n\n"
+        f'[[endpoints]]\nid = "ep_crm"\nurl = "http://127.0.0.1:9/crm"\nsecret = "{crm_secret}"\n'
+        'events = ["screening.completed"]\n\n'
+        '[[endpoints]]\nid = "ep_ats"\nurl = "http://127.0.0.1:9/ats"\n'
+        'secret_env = "ATS_WEBHOOK_SECRET"\n',
+        encoding="utf-8",
+    )
+    assert cli("webhooks", "add", "http://127.0.0.1:9/other", "--id", "ep_other").exit_code == 0
+    monkeypatch.setenv("ATS_WEBHOOK_SECRET", ats_secret)
+    first = cli("webhooks", "load", str(config))
+    again = cli("webhooks", "load", str(config))
+    assert first.exit_code == 0, first.output
+    assert "2 added, 0 updated, 0 unchanged" in first.output
+    assert "ep_other" in first.output and "DIALER_WEBHOOK_CONFIG=" in first.output
+    assert crm_secret not in first.output and ats_secret not in first.output
+    assert again.exit_code == 0 and "0 added, 0 updated, 2 unchanged" in again.output
+    service = WebhookService(r, KEYS, allow_private=True)
+    stored = {e.id: e for e in service.endpoints.list()}
+    assert set(stored) == {"ep_crm", "ep_ats", "ep_other"}
+    assert stored["ep_crm"].events == ("screening.completed",)
+    assert stored["ep_ats"].secret_value() == ats_secret
+    service.close()
+
+    # One bad entry: every problem named, nothing stored.
+    config.write_text(
+        '[[endpoints]]\nid = "ep_new"\nurl = "http://127.0.0.1:9/new"\n'
+        f'secret = "{crm_secret}"\n\n'
+        '[[endpoints]]\nid = "ep_bad"\nurl = "http://127.0.0.1:9/bad"\nevents = ["nope"]\n',
+        encoding="utf-8",
+    )
+    bad = cli("webhooks", "load", str(config))
+    assert bad.exit_code == 1 and "nothing stored" in bad.output
+    assert "endpoints[1]" in bad.output
+    assert "ep_new" not in {e.id for e in WebhookService(r, KEYS).endpoints.list()}
+    missing = cli("webhooks", "load", str(tmp_path / "nope.toml"))
+    assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
 # -- campaigns ---------------------------------------------------------------------------------
