@@ -3,9 +3,13 @@
 Embedded Redis, a Celery worker and beat (child processes, the production code), the LiveKit
 stand-in (real Twirp protocol, real `livekit-api` client), the real voice-agent flow in text mode
 with a scripted persona per phone number, and a webhook receiver on loopback that verifies every
-signature and writes each payload to a folder. Time runs on a shared accelerated clock: whenever
-nothing is in progress and nothing is due, the clock jumps to the next due job, so retries hours
-apart (and candidates in other time zones) take seconds.
+signature and writes each payload to a folder per endpoint. Time runs on a shared accelerated
+clock: whenever nothing is in progress and nothing is due, the clock jumps to the next due job,
+so retries hours apart (and candidates in other time zones) take seconds.
+
+`dialer demo` checks its own run: every candidate must end with the status its persona
+produces under the job's retry policy (`dialer.demo_expected`), and the run must finish within
+its timeout (120 s by default); otherwise it exits 1 and says which candidates differ.
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ from rich.table import Table
 
 from dialer.clock import RedisClock
 from dialer.csv_import import load_template, read_rows
+from dialer.demo_expected import DEMO_TIME_LIMIT_S, UnknownPersona, expected_outcomes
+from dialer.embedded_redis import AppendFsync, running_server
 from dialer.errors import ConfigError, JobConflict, ValidationFailed
 from dialer.keys import Keys
 from dialer.livekit_standin import DialRecord, LiveKitStandIn
 from dialer.local_stack import KOMBU_UNACKED_KEY, LocalStack, idle_fast_forward, point_app_at
+from dialer.logs import MaskingFilter
 from dialer.models import AttemptRecord, CallingWindow, CandidateData, JobState, RetryPolicy
 from dialer.phone import mask
 from dialer.results_queue import ResultPublisher
@@ -50,6 +57,10 @@ DEMO_START = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 TRUNK_ID = "ST_demo_trunk"
 FROM_NUMBER = "+3225550100"
 QUEUES = ("intake", "dial", "results", "webhooks")
+DEFAULT_TIMEOUT_S = DEMO_TIME_LIMIT_S
+# The demo's webhook endpoints: receiver path -> the events it subscribes to. Each path has a
+# receiver of its own, writing the payloads it accepted to `webhooks/<name>/`.
+DEMO_ENDPOINTS: dict[str, list[str]] = {"/crm": ["screening.completed"], "/ats": ["*"]}
 
 # Dial scenario at the stand-in for each persona (answering personas need no entry).
 PERSONA_DIAL: dict[str, str | list[str]] = {
@@ -153,6 +164,7 @@ class DemoRun:
 
     @property
     def webhook_dir(self) -> Path:
+        """One folder per endpoint (`crm`, `ats`) of `<webhook-id>.json` payload files."""
         return self.data_dir / "webhooks"
 
     @property
@@ -168,6 +180,26 @@ class DemoRun:
     def webhooks_received(self) -> int:
         """Verified deliveries answered 2xx, one per webhook-id and endpoint."""
         return sum(1 for r in self.deliveries if r.accepted and not r.duplicate)
+
+    def unexpected(self) -> list[str]:
+        """One line per candidate whose final status is not what its persona produces under
+        its job's retry policy (or that did not finish)."""
+        lines = []
+        for job in self.jobs.values():
+            try:
+                outcomes = expected_outcomes(
+                    job.persona, policy=job.policy, max_attempts=job.max_attempts
+                )
+            except UnknownPersona as exc:
+                lines.append(f"{job.call_id}: {exc.args[0]}")
+                continue
+            got = job.final_status or f"(still {job.state})"
+            if got != outcomes[-1]:
+                lines.append(
+                    f"{job.call_id} ({job.persona}): {got} after {' → '.join(job.outcomes) or '-'}"
+                    f", expected {outcomes[-1]} after {' → '.join(outcomes)}"
+                )
+        return lines
 
 
 # Kept for callers of the first version: the summary's view of a run.
@@ -189,11 +221,16 @@ class DemoParts:
 
     stack: LocalStack
     standin: LiveKitStandIn
-    receiver: WebhookReceiver
+    receivers: dict[str, WebhookReceiver]  # endpoint path -> its receiver
     runtime: Runtime
     secret: str
     endpoints: dict[str, str]  # receiver path -> endpoint id
     spool_dir: Path
+
+    def received(self) -> list[Received]:
+        """Every delivery any demo receiver got, in arrival order."""
+        found = [r for rx in self.receivers.values() for r in rx.received()]
+        return sorted(found, key=lambda r: r.received_at)
 
 
 @contextmanager
@@ -205,13 +242,18 @@ def demo_stack(
     workers: int = 1,
     concurrency: int = 4,
     redis_url: str | None = None,
+    redis_appendfsync: AppendFsync = "always",
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[DemoParts]:
-    """Stand-in + receiver in this process; Redis, worker(s) and beat as child processes.
+    """Stand-in + receivers in this process; Redis, worker(s) and beat as child processes.
 
     This process plays the backend (it enqueues) and, through the stand-in's `on_answer`, the
     voice agent. The environment variables it needs for that are set for the duration of the
     block only, so a test session that runs several stacks is not left pointing at a dead Redis.
+
+    The embedded Redis fsyncs its append-only file before every reply
+    (`redis_appendfsync="always"`), so even a crashed Redis (the fault runs SIGKILL it) loses no
+    write anyone was told had happened; docs/OPERATIONS.md has the production trade-off.
     """
     from agent.personas import PersonaCallHandler
 
@@ -232,11 +274,13 @@ def demo_stack(
     }
     saved = {k: os.environ.get(k) for k in (*_LIVEKIT_ENV, *env, "REDIS_URL")}
     stack: LocalStack | None = None
-    receiver: WebhookReceiver | None = None
+    receivers: dict[str, WebhookReceiver] = {}
     standin.start()
     try:
         secret = _secret()
-        receiver = WebhookReceiver(secret, out_dir=data_dir / "webhooks").start()
+        for path in DEMO_ENDPOINTS:
+            out_dir = data_dir / "webhooks" / path.strip("/")
+            receivers[path] = WebhookReceiver(secret, out_dir=out_dir).start()
         env.update(
             {
                 "LIVEKIT_URL": standin.url,
@@ -252,6 +296,7 @@ def demo_stack(
             workers=workers,
             concurrency=concurrency,
             env_overrides=env,
+            redis_appendfsync=redis_appendfsync,
         )
         stack.start()
         assert stack.redis_url
@@ -263,16 +308,17 @@ def demo_stack(
         handler.attach(stack.redis_url, spool_dir, standin)
         webhooks = WebhookService.from_settings(runtime.client, runtime.keys, settings)
         endpoints = {}
-        for path, events in (("/crm", ["screening.completed"]), ("/ats", ["*"])):
-            endpoint = webhooks.endpoints.add(receiver.url(path), events=events, secret=secret,
+        for path, events in DEMO_ENDPOINTS.items():
+            endpoint = webhooks.endpoints.add(receivers[path].url(path), events=events,
+                                              secret=secret,
                                               description=f"demo receiver {path}")  # fmt: skip
             endpoints[path] = endpoint.id
         RedisClock(runtime.client, runtime.keys.clock_offset).start_at(DEMO_START)
-        yield DemoParts(stack, standin, receiver, runtime, secret, endpoints, spool_dir)
+        yield DemoParts(stack, standin, receivers, runtime, secret, endpoints, spool_dir)
     finally:
         if stack is not None:
             stack.stop()
-        if receiver is not None:
+        for receiver in receivers.values():
             receiver.stop()
         standin.stop()
         for key, value in saved.items():
@@ -444,10 +490,11 @@ def run_scenario(
     data_dir: Path,
     *,
     candidates: Path | None = None,
-    timeout_s: float = 300.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int = 1,
     concurrency: int = 4,
     redis_url: str | None = None,
+    redis_appendfsync: AppendFsync = "always",
     extra_env: Mapping[str, str] | None = None,
     on_tick: Callable[[Tick], None] | None = None,
     on_queued: Callable[[int, list[str]], None] | None = None,
@@ -463,6 +510,11 @@ def run_scenario(
         )
     default_persona, personas = load_personas(personas_path)
     data_dir = data_dir.resolve()
+    if running_server(data_dir / "redis") is not None:
+        raise ConfigError(
+            f"another demo (or `dialer run`) is running in {data_dir}: wait for it to end, or "
+            "give this one another --data-dir"
+        )
     if data_dir.exists():
         shutil.rmtree(data_dir)
     started = time.monotonic()
@@ -474,6 +526,7 @@ def run_scenario(
         workers=workers,
         concurrency=concurrency,
         redis_url=redis_url,
+        redis_appendfsync=redis_appendfsync,
         extra_env=extra_env,
     ) as parts:
         stack, runtime = parts.stack, parts.runtime
@@ -487,7 +540,7 @@ def run_scenario(
             on_queued(accepted, problems)
         assert stack.redis_url
         spool = ResultPublisher(stack.redis_url, parts.spool_dir)
-        stop_logging = _log_to(data_dir / "logs" / "demo.log")
+        stop_logging = log_to(data_dir / "logs" / "demo.log")
         try:
 
             def tick(counts: dict[str, int], now: datetime) -> None:
@@ -506,7 +559,7 @@ def run_scenario(
         broker = _broker_state(runtime.client)
         restarts = list(stack.restarts)
         dials = parts.standin.dials
-        deliveries = parts.receiver.received()
+        deliveries = parts.received()
     return DemoRun(
         total=accepted,
         problems=problems,
@@ -526,7 +579,7 @@ def run_scenario(
     )
 
 
-def _log_to(path: Path) -> Callable[[], None]:
+def log_to(path: Path) -> Callable[[], None]:
     """Send this process's log records to `path` for the run: warnings and errors of everything,
     and the info lines of our own loggers (`agent.*`, `dialer.*`: each simulated call's result
     and where it went). The stand-in and the simulated agents run here; the worker and beat
@@ -535,6 +588,7 @@ def _log_to(path: Path) -> Callable[[], None]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.addFilter(_ours_or_warning)
+    handler.addFilter(MaskingFilter())  # phone numbers masked, secrets removed, as everywhere
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
     )
@@ -578,9 +632,11 @@ def run_demo(
     *,
     candidates: Path | None = None,
     data_dir: Path | None = None,
-    timeout_s: float = 300.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     console: Console | None = None,
 ) -> int:
+    """Run the demo and print its summary; 0 when every candidate ended as its persona should
+    within `timeout_s`, 1 otherwise (the differences are listed)."""
     console = console or Console()
     csv_path = candidates or EXAMPLES / "candidates.csv"
     data_dir = data_dir or Path(".dialer") / "demo"
@@ -608,7 +664,7 @@ def run_demo(
             live.console.print(f"queued {accepted} candidates")
 
         def tick(t: Tick) -> None:
-            received = sum(1 for r in t.parts.receiver.received() if r.accepted and not r.duplicate)
+            received = sum(1 for r in t.parts.received() if r.accepted and not r.duplicate)
             live.update(_progress_view(t.counts, t.now, t.total, received))
 
         run = run_scenario(
@@ -620,7 +676,13 @@ def run_demo(
             on_queued=queued,
         )
     print_summary(console, run)
-    return 0 if run.finished else 1
+    unexpected = run.unexpected()
+    if unexpected:
+        console.print(f"[red]{len(unexpected)} candidate(s) did not end as their persona does:[/]")
+        for line in unexpected:
+            console.print(f"  {line}")
+        console.print(f"[dim]→ logs: {run.data_dir / 'logs'}[/]")
+    return 0 if run.finished and not unexpected else 1
 
 
 # -- the summary ---------------------------------------------------------------------------------

@@ -7,17 +7,22 @@ compared against by the fault runs (`clean_run`, session scope). One more test r
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from agent.personas import PERSONAS
 from dialer.demo import EXAMPLES, DemoRun, load_personas
+from dialer.demo_expected import DEMO_TIME_LIMIT_S
 from dialer.models import RetryPolicy
 from tests.e2e.conftest import (
     check_attempt_events,
@@ -28,16 +33,19 @@ from tests.e2e.conftest import (
     check_retry_gaps,
     check_webhooks,
     dial_times,
+    events,
     report,
 )
 from tests.e2e.expected import (
     DEFAULT_MAX_ATTEMPTS,
     DOCUMENTED_DELAYS_S,
     EXPECTED_TOTALS,
+    KNOWN_PERSONAS,
     expected_outcomes,
     expected_status,
     retry_delay_s,
 )
+from tests.support.masking import leaks
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +64,14 @@ def test_the_expectations_follow_the_policy_defaults() -> None:
     numbers = [row.split(",")[2] for row in rows if row]
     tally = Counter(expected_status(personas.get(n, default)) for n in numbers)
     assert dict(tally) == EXPECTED_TOTALS
+    assert KNOWN_PERSONAS == PERSONAS, "every persona the simulated agent plays has a rule"
+
+
+def test_the_whole_demo_finishes_in_under_two_minutes(clean_run: DemoRun) -> None:
+    """README: the whole demo (Redis, worker and beat start-up included) takes under 2 min."""
+    check_finished(clean_run)
+    assert clean_run.elapsed_s < DEMO_TIME_LIMIT_S, f"took {clean_run.elapsed_s:.1f} s"
+    assert clean_run.unexpected() == []  # what `dialer demo` checks before exiting 0
 
 
 def test_every_candidate_reaches_its_expected_final_status(clean_run: DemoRun) -> None:
@@ -108,6 +124,45 @@ def test_the_ats_endpoint_gets_every_attempt_and_retry(clean_run: DemoRun) -> No
     check_attempt_events(clean_run)
 
 
+def test_the_webhook_folder_holds_one_payload_file_per_delivery_per_endpoint(
+    clean_run: DemoRun,
+) -> None:
+    """What the summary points at: `webhooks/crm/` one file per final result, `webhooks/ats/`
+    one per event of any kind, each the signed payload as received."""
+    folders = {p.name for p in clean_run.webhook_dir.iterdir() if p.is_dir()}
+    assert folders == {"crm", "ats"}
+    for path in ("/crm", "/ats"):
+        folder = clean_run.webhook_dir / path.strip("/")
+        files = {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in folder.glob("*.json")}
+        accepted = events(clean_run, path)
+        assert set(files) == {e["webhook_id"] for e in accepted}, path
+        for event in accepted:
+            body = {k: v for k, v in event.items() if k != "webhook_id"}
+            assert files[event["webhook_id"]] == body
+    crm = [json.loads(f.read_text()) for f in (clean_run.webhook_dir / "crm").glob("*.json")]
+    assert sorted(d["data"]["call_id"] for d in crm) == sorted(clean_run.jobs)
+    assert {d["type"] for d in crm} == {"screening.completed"}
+    ats = [json.loads(f.read_text()) for f in (clean_run.webhook_dir / "ats").glob("*.json")]
+    completed = [d["data"]["call_id"] for d in ats if d["type"] == "screening.completed"]
+    assert sorted(completed) == sorted(clean_run.jobs)
+    assert len(ats) == 50 + sum(2 * len(j.attempts) - 1 for j in clean_run.jobs.values())
+
+
+def test_no_log_of_the_run_holds_a_candidate_number_in_clear(clean_run: DemoRun) -> None:
+    """Every log the run wrote (this process's demo.log: the simulated agents' results; the
+    worker's: dials, results, webhook deliveries; the beat's) masks all 50 numbers."""
+    folder = clean_run.data_dir / "logs"
+    logs = {p.name: p.read_text(errors="replace") for p in folder.glob("*.log")}
+    assert {"demo.log", "beat.log"} <= set(logs) and any(n.startswith("worker-") for n in logs)
+    text = "\n".join(logs.values())
+    assert re.search(r"agent\.publishing .*result of demo-\d+ attempt 1 sent", text)
+    assert re.search(r"Task dialer\.webhooks\.deliver\[[^]]+\] succeeded .*'delivered'", text)
+    assert re.search(r"dialer\.tasks\.dial: dial demo-\d+ attempt 1: answered", text)
+    numbers = [j.phone_e164 for j in clean_run.jobs.values()]
+    assert len(set(numbers)) == 50
+    assert leaks(logs, numbers) == []
+
+
 def test_no_attempt_is_dialed_twice(clean_run: DemoRun) -> None:
     per_attempt = check_no_attempt_dialed_twice(clean_run)
     # Each attempt of the clean run is exactly one dial that reached the trunk.
@@ -141,24 +196,65 @@ def test_clock_trace_agrees_with_the_dial_task_clock(clean_run: DemoRun) -> None
 def test_dialer_demo_command(tmp_path: Path) -> None:
     """README command one, minus the install: the console script runs the demo to the end and
     prints the summary, in an 80-column terminal."""
-    script = Path(sys.executable).with_name("dialer")
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("DIALER_")}
-    env.update(COLUMNS="80", LINES="40", NO_COLOR="1")
-    done = subprocess.run(
-        [str(script), "demo", "--data-dir", str(tmp_path / "demo"), "--timeout", "150"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    started = time.monotonic()
+    done = _dialer_demo(tmp_path, "--data-dir", str(tmp_path / "demo"))
+    wall_s = time.monotonic() - started
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert "queued 50 candidates" in out
     assert re.search(r"\d+ dials, \d+ signed webhook deliveries received", out), out[-2000:]
-    assert re.search(r"finished in \d+\.\d s", out)
+    finished = re.search(r"finished in (\d+\.\d) s", out)
+    assert finished, out[-2000:]
+    assert float(finished.group(1)) < DEMO_TIME_LIMIT_S
+    assert wall_s < DEMO_TIME_LIMIT_S, f"the command took {wall_s:.1f} s"
     for status, count in EXPECTED_TOTALS.items():
         assert re.search(rf"\b{status}\s+{count}\b", out), status
     table = out[out.index("final status per candidate") :]
     assert max(len(line) for line in table.splitlines()) <= 80
+    assert "Traceback" not in out + done.stderr
+
+
+def _dialer_demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`dialer demo ARGS` through the console script, with the default timeout, on an
+    embedded Redis, in an 80-column terminal."""
+    script = Path(sys.executable).with_name("dialer")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("DIALER_")}
+    env.update(COLUMNS="80", LINES="40", NO_COLOR="1")
+    return subprocess.run(
+        [str(script), "demo", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIME_LIMIT_S + 60,
+    )
+
+
+def test_dialer_demo_exits_1_when_a_candidate_ends_otherwise_than_its_persona(
+    tmp_path: Path,
+) -> None:
+    """Two candidates share a number whose persona asks not to be called again. The first call
+    puts the number on the do-not-call list, so the second candidate (dialed later) ends
+    `do_not_call`, not the persona's `not_interested`: the demo says so and exits 1."""
+    shutil.copy(EXAMPLES / "job.json", tmp_path / "job.json")
+    (tmp_path / "personas.json").write_text(
+        json.dumps({"default": "cooperative", "personas": {"+32470100100": "do_not_call"}})
+    )
+    (tmp_path / "candidates.csv").write_text(
+        "call_id,candidate_name,phone_number,language,not_before\n"
+        "dnc-first,Mark Verbeke,+32470100100,nl,\n"
+        "dnc-again,Mark Verbeke,+32470100100,nl,2026-03-02T12:00:00+00:00\n"
+    )
+    done = _dialer_demo(
+        tmp_path, "--candidates", str(tmp_path / "candidates.csv"),
+        "--data-dir", str(tmp_path / "demo"),
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 1, out[-3000:] + done.stderr[-3000:]
+    assert re.search(r"finished in \d+\.\d s", out), "it did finish: the statuses differ"
+    assert "1 candidate(s) did not end as their persona does" in out
+    wrapped = r"\s+".join(["dnc-again", r"\(do_not_call\):", "do_not_call", "after", "-,",
+                            "expected", "not_interested"])  # fmt: skip
+    assert re.search(wrapped, out), out[-1500:]
+    assert "dnc-first" not in out[out.index("did not end") :]
     assert "Traceback" not in out + done.stderr

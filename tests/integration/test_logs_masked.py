@@ -10,7 +10,7 @@ scanned for each submitted number in every spelling (E.164, without "+", nationa
 from __future__ import annotations
 
 import json
-import re
+import logging
 import socket
 import subprocess
 import sys
@@ -18,15 +18,16 @@ import time
 from pathlib import Path
 
 import httpx
-import phonenumbers
 import pytest
 import redis
 from typer.testing import CliRunner
 
 from dialer.cli import app as cli_app
+from dialer.demo import log_to
 from dialer.keys import Keys
 from dialer.livekit_standin import LiveKitStandIn
 from dialer.local_stack import LocalStack
+from tests.support.masking import leaks
 from tests.support.seed import seed_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,14 +49,6 @@ ALWAYS_OPEN = {
     day: [{"start": "00:00", "end": "24:00"}]
     for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 }
-
-
-def spellings(e164: str) -> set[str]:
-    parsed = phonenumbers.parse(e164)
-    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-    international = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    significant = phonenumbers.national_significant_number(parsed)
-    return {e164, e164[1:], national, national.replace(" ", ""), international, significant}
 
 
 def _free_port() -> int:
@@ -141,26 +134,16 @@ def _exercise(local: LocalStack, standin: LiveKitStandIn, tmp_path: Path) -> Non
         api.wait(timeout=20)
 
 
-def _leaks(logs: dict[str, str], numbers: list[str]) -> list[str]:
-    return [
-        f"{name}: {spelling}"
-        for name, body in logs.items()
-        for number in numbers
-        for spelling in spellings(number)
-        if re.search(rf"(?<!\d){re.escape(spelling)}(?!\d)", body)
-    ]
-
-
 @pytest.mark.timeout(120)
 def test_a_full_run_logs_no_phone_number_in_clear(run_logs: dict[str, str]) -> None:
     assert "dial log-0 attempt 1" in "".join(run_logs.values())  # the run did log its work
-    assert _leaks(run_logs, [*SCENARIOS, VIA_OUTBOUND, VIA_CSV, ON_DNC]) == []
+    assert leaks(run_logs, [*SCENARIOS, VIA_OUTBOUND, VIA_CSV, ON_DNC]) == []
 
 
 @pytest.mark.timeout(120)
 def test_worker_logs_mask_numbers_that_only_a_library_logs(run_logs: dict[str, str]) -> None:
     assert "sumbit" in "".join(run_logs.values())  # Celery did log the misrouted message
-    assert _leaks(run_logs, [IN_A_BAD_MESSAGE]) == []
+    assert leaks(run_logs, [IN_A_BAD_MESSAGE]) == []
 
 
 def _csv_import(local: LocalStack, tmp_path: Path) -> None:
@@ -206,3 +189,22 @@ def _wait_for(condition: object, timeout: float, where: Path) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out; see {where}")
+
+
+def test_the_demo_log_file_masks_numbers(tmp_path: Path) -> None:
+    """`dialer demo` writes this process's records (simulated agents, the stand-in, libraries'
+    warnings) to logs/demo.log: through the masking filter like every other handler."""
+    path = tmp_path / "demo.log"
+    undo = log_to(path)
+    try:
+        logging.getLogger("agent.personas").info("calling %s now", "+32470123499")
+        logging.getLogger("some.library").warning("dial to 0470 12 34 99 failed")
+        try:
+            raise ValueError("number +32470123499 refused")
+        except ValueError:
+            logging.getLogger("dialer.demo").exception("while calling")
+    finally:
+        undo()
+    text = path.read_text(encoding="utf-8")
+    assert "calling +32******499 now" in text and "ValueError" in text
+    assert leaks({"demo.log": text}, ["+32470123499"]) == []
