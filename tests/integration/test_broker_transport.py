@@ -86,3 +86,23 @@ def test_a_normal_close_still_hands_messages_back_at_once(
     assert channel.basic_get("broker-test", no_ack=False) is not None
     channel.close()
     assert r.llen("broker-test") == 1 and r.hlen("unacked") == 0
+
+
+def test_publishes_and_acks_share_one_client_per_connection_pool(
+    connection: Connection, r: redis.Redis
+) -> None:
+    channel = connection.default_channel
+    with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+        assert first is second
+    _publish(connection, {"n": 4})
+    message = channel.basic_get("broker-test", no_ack=False)
+    assert message is not None
+    message.ack()
+    assert r.hlen("unacked") == 0 and r.llen("broker-test") == 0
+    with channel.conn_or_acquire() as client:
+        assert client is first
+    channel._disconnect_pools()  # what kombu does when the connection is lost
+    with channel.conn_or_acquire() as fresh:
+        assert fresh is not first and fresh.connection_pool is channel.pool
+    _publish(connection, {"n": 5})
+    assert r.llen("broker-test") == 1
