@@ -308,7 +308,9 @@ def _stack_class() -> type[LocalStack]:
 
         def worker_options(self) -> list[str]:
             level = os.environ.get("BENCH_WORKER_LOG_LEVEL", "INFO")
-            return ["-I", "bench._common", "-l", level]
+            pool = os.environ.get("BENCH_POOL")
+            extra = ["-P", pool] if pool else []
+            return ["-I", "bench._common", "-l", level, *extra]
 
     return BenchStack
 

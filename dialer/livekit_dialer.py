@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -236,9 +237,10 @@ class LiveKitDialer:
         self.transient_attempts = transient_attempts
         self.backoff_base_s = backoff_base_s
         self.krisp_enabled = krisp_enabled
-        self._session: aiohttp.ClientSession | None = None
-        self._lkapi: _Services | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # One HTTP session per event loop: a worker with a thread pool runs one loop per thread.
+        self._per_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, _Services]
+        ] = weakref.WeakKeyDictionary()
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -298,11 +300,11 @@ class LiveKitDialer:
         )
 
     async def aclose(self) -> None:
-        """Close the HTTP session (when it belongs to the running event loop)."""
-        session, loop = self._session, self._loop
-        self._session = self._lkapi = self._loop = None
-        if session is not None and not session.closed and loop is _running_loop():
-            await session.close()
+        """Close the running event loop's HTTP session."""
+        loop = _running_loop()
+        entry = self._per_loop.pop(loop, None) if loop is not None else None
+        if entry is not None and not entry[0].closed:
+            await entry[0].close()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -436,18 +438,16 @@ class LiveKitDialer:
     # -- plumbing --------------------------------------------------------------------------------
 
     def _api(self) -> _Services:
-        """One session per event loop: reused across calls, rebuilt if the loop changed."""
+        """The running loop's session and services: reused across calls, rebuilt if closed."""
         loop = asyncio.get_running_loop()
-        session = self._session
-        if self._lkapi is None or session is None or session.closed or self._loop is not loop:
+        entry = self._per_loop.get(loop)
+        if entry is None or entry[0].closed:
             session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)
             )
-            self._session = session
-            self._lkapi = _Services.build(session, self.url, self._signer)
-            self._loop = loop
-        assert self._lkapi is not None
-        return self._lkapi
+            entry = (session, _Services.build(session, self.url, self._signer))
+            self._per_loop[loop] = entry
+        return entry[1]
 
     async def _call(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
         """One request; any failure comes out as a classified DialError."""

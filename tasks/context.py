@@ -9,6 +9,7 @@ import asyncio
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from functools import lru_cache
@@ -91,8 +92,17 @@ def redis_answers_again(within_s: float) -> bool:
             pause = min(pause * 2, 2.0)
 
 
-@lru_cache(maxsize=1)
+_runtime_lock = threading.Lock()
+
+
 def runtime() -> Runtime:
+    """This process's Runtime (built once, also when pool threads ask at the same time)."""
+    with _runtime_lock:
+        return _build_runtime()
+
+
+@lru_cache(maxsize=1)
+def _build_runtime() -> Runtime:
     settings = load_settings()
     url = settings.redis_url or os.environ.get("REDIS_URL") or app.conf.broker_url
     rt = Runtime.for_url(url, settings)
@@ -102,15 +112,16 @@ def runtime() -> Runtime:
     return rt
 
 
-_loop: asyncio.AbstractEventLoop | None = None
+_loops = threading.local()
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on this process's long-lived loop (keeps HTTP sessions alive)."""
-    global _loop
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-    return _loop.run_until_complete(coro)
+    """Run a coroutine on this thread's long-lived loop (keeps HTTP sessions alive). One loop
+    per thread, so a worker with a thread pool (`-P threads`) runs dials side by side."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
 
 
 def publish_result(msg: ResultMessage) -> None:

@@ -408,12 +408,41 @@ def test_one_session_serves_many_dials(lk: LiveKitStandIn) -> None:
         dialer = make_dialer(lk.url)
         try:
             await dialer.dial(plan("a"))
-            session = dialer._session
+            ((session, _),) = dialer._per_loop.values()
             await dialer.dial(plan("b"))
-            assert dialer._session is session
+            assert [s for s, _ in dialer._per_loop.values()] == [session]
         finally:
             await dialer.aclose()
-        assert session is not None and session.closed
+        assert session.closed and not dialer._per_loop
 
     run(go)
     assert len(lk.dials) == 2
+
+
+def test_threads_each_with_their_own_loop_dial_side_by_side(lk: LiveKitStandIn) -> None:
+    """A worker with a thread pool: one dialer, one event loop (and HTTP session) per thread."""
+    import threading
+
+    dialer = make_dialer(lk.url)
+    sessions: list[object] = []
+    errors: list[BaseException] = []
+
+    def one_thread(n: int) -> None:
+        async def go() -> None:
+            await dialer.dial(plan(f"t{n}"))
+            await dialer.dial(plan(f"t{n}", attempt=2))
+            sessions.append(dialer._per_loop[asyncio.get_running_loop()][0])
+            await dialer.aclose()
+
+        try:
+            asyncio.run(go())
+        except BaseException as exc:  # reported below, with the thread's own traceback
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_thread, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert len(lk.dials) == 8 and len({id(s) for s in sessions}) == 4
