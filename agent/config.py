@@ -69,6 +69,8 @@ class AgentConfig:
     amd: bool = True
     # How long a job whose result was spooled keeps trying to send it before it ends.
     spool_drain_s: float = 600.0
+    # How often the agent server process sends whatever waits in the spool, calls or not.
+    spool_flush_s: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -89,6 +91,7 @@ class AgentConfig:
             answer_timeout_s=_seconds(env, "AGENT_ANSWER_TIMEOUT_S", 90.0),
             amd=get("AGENT_AMD", "1").lower() not in ("0", "false", "no", "off"),
             spool_drain_s=_seconds(env, "AGENT_SPOOL_DRAIN_S", 600.0),
+            spool_flush_s=_seconds(env, "AGENT_SPOOL_FLUSH_S", 15.0),
         )
 
 

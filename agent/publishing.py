@@ -1,14 +1,18 @@
 """The worker's `ResultSink`: one `ResultMessage` per attempt onto the results queue, spooled
 to disk by `dialer.results_queue.ResultPublisher` when Redis is unreachable, and flushed when it
-is back: at the start of every job, after every successful publish, and by the job that spooled
-it, which keeps trying (`drain`) before it ends. Without that last one a result spooled by the
-day's last call waited for the next call, its job sat `in_call`, and once the call slot's lease
-ran out the reaper recorded the attempt `interrupted` and the real result arrived too late."""
+is back: at the start of every job, after every successful publish, by the job that spooled
+it, which keeps trying (`drain`) before it ends, and every `AGENT_SPOOL_FLUSH_S` by the agent
+server process (`SpoolFlusher`). Without the last two a result spooled by the day's last call
+waited for the next call, its job sat `in_call`, and once the call slot's lease ran out the
+reaper recorded the attempt `interrupted` and the real result arrived too late; the job's own
+drain alone is not enough, because livekit-agents ends a job about 15 s after its room closes.
+Flushes from several processes take turns (a file lock in the spool)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -74,3 +78,32 @@ class PublisherSink:
         except Exception:
             log.exception("flushing the result spool failed")
             return 0
+
+
+class SpoolFlusher:
+    """A daemon thread that sends spooled results every `interval_s` for as long as the agent
+    server runs, so a result waits for Redis, never for the next call."""
+
+    def __init__(self, publisher: ResultPublisher, interval_s: float) -> None:
+        self.publisher = publisher
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SpoolFlusher:
+        self._thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if self.publisher.pending():
+                    self.publisher.flush()
+            except Exception:  # never let the flusher die: the next round tries again
+                log.exception("spool flush failed")

@@ -61,7 +61,7 @@ from agent.config import AgentConfig, check_environment
 from agent.controller import LanguageHook, ScreeningController
 from agent.languages import spec
 from agent.plan import DEFAULT_PARTICIPANT_IDENTITY, ScreeningPlan
-from agent.publishing import PublisherSink
+from agent.publishing import PublisherSink, SpoolFlusher
 from agent.screening_agent import ScreeningAgent
 from agent.web_interview import WebInterviewHandler
 from dialer.errors import ConfigError
@@ -674,7 +674,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 2
     server = build_server(cfg)
     sys.argv = [f"{sys.argv[0] or 'agent'}", *args]
-    cli.run_app(server)
+    flusher = None
+    if command != "console":  # results of real calls may wait in the spool: keep sending them
+        flusher = SpoolFlusher(ResultPublisher(cfg.redis_url, cfg.spool_dir), cfg.spool_flush_s)
+        flusher.start()
+    try:
+        cli.run_app(server)
+    finally:
+        if flusher is not None:
+            flusher.stop()
     return 0
 
 

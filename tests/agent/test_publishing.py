@@ -1,16 +1,18 @@
 """A screening that ends while Redis is down: its result is spooled, nothing is lost, and the
-next job's flush (or the next successful publish) delivers it."""
+next job's flush, the next successful publish, the spooling job's drain or the agent server's
+periodic flusher delivers it."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 
 import redis
 
-from agent.publishing import PublisherSink
+from agent.publishing import PublisherSink, SpoolFlusher
 from agent.simulate import TextScreening, run_text_screening_detailed
 from dialer.embedded_redis import EmbeddedRedis
 from dialer.messages import RESULTS_QUEUE, ResultMessage
@@ -112,3 +114,30 @@ def test_drain_gives_up_after_its_time_and_keeps_the_file(tmp_path: Path) -> Non
         assert len(publisher.pending()) == 1  # still on disk for the next job / flush-spool
     finally:
         publisher.close()
+
+
+def test_the_agent_server_sends_spooled_results_without_any_further_call(tmp_path: Path) -> None:
+    """The job that spooled a result may be long gone (livekit-agents ends a job soon after its
+    room closes); the server process's flusher sends the result once Redis is back."""
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    server.stop()
+    job_publisher = ResultPublisher(server.url, tmp_path / "spool", connect_timeout=0.2)
+    run = _declined_screening(PublisherSink(job_publisher))
+    job_publisher.close()
+    flusher = SpoolFlusher(
+        ResultPublisher(server.url, tmp_path / "spool", connect_timeout=0.2), interval_s=0.2
+    ).start()
+    try:
+        time.sleep(0.6)  # a few rounds while Redis is still down: the file stays
+        assert len(flusher.publisher.pending()) == 1
+        server.start()
+        deadline = time.monotonic() + 10
+        while flusher.publisher.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flusher.publisher.pending() == []
+        [message] = _queued(server.url)
+        assert message.result == run.result
+    finally:
+        flusher.stop()
+        flusher.publisher.close()
+        server.stop()
