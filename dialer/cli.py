@@ -13,6 +13,7 @@ error message and exit code 2.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -102,18 +103,35 @@ def _runtime() -> Any:
 # -- processes ---------------------------------------------------------------------------------
 
 
+class WorkerPool(enum.StrEnum):
+    PREFORK = "prefork"
+    THREADS = "threads"
+
+
 @app.command()
 def worker(
     queues: Annotated[
         str, typer.Option(help="Comma-separated queues to consume, drained in this order.")
     ] = ALL_QUEUES,
-    concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="Worker processes.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option("-c", "--concurrency", help="Pool size: processes, or threads.")
+    ] = 4,
+    pool: Annotated[
+        WorkerPool,
+        typer.Option(
+            "-P",
+            "--pool",
+            help="prefork (child processes) or threads. A dial holds its slot in the pool while "
+            "the phone rings, so a dial worker wants many: threads give them cheaply "
+            "(e.g. --queues dial --pool threads -c 50).",
+        ),
+    ] = WorkerPool.PREFORK,
     loglevel: Annotated[
         str, typer.Option("-l", "--loglevel", help="DEBUG, INFO, WARNING or ERROR.")
     ] = "INFO",
 ) -> None:
     """Run a Celery worker (scale out by running more, on any machine that reaches Redis)."""
-    _exec_celery(["worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel])
+    _exec_celery(["worker", "-Q", queues, "-P", pool.value, "-c", str(concurrency), "-l", loglevel])
 
 
 @app.command()

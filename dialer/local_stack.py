@@ -180,13 +180,21 @@ class LocalStack:
             self.children.append(child)
         return child
 
-    def start_worker(self, index: int, *, queues: str | None = None) -> ChildProcess:
+    def start_worker(
+        self,
+        index: int,
+        *,
+        queues: str | None = None,
+        pool: str = "prefork",
+        concurrency: int | None = None,
+    ) -> ChildProcess:
         return self._spawn(
             f"worker-{index}-{secrets.token_hex(2)}",
             [
                 sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
                 "-Q", queues or self.queues,
-                "-c", str(self.concurrency),
+                "-P", pool,
+                "-c", str(concurrency or self.concurrency),
                 "-n", f"worker{index}-{secrets.token_hex(3)}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 *self.worker_options(),

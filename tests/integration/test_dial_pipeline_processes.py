@@ -196,6 +196,39 @@ def check_every_job_ended_with_one_dial(
     assert all(": answered" in text for text in dial_logs), "one of the dial workers never dialed"
 
 
+def test_a_dial_worker_with_a_thread_pool_rings_many_calls_at_once(
+    tmp_path: Path, agent: SimulatedAgent
+) -> None:
+    """`dialer worker --queues dial --pool threads -c 8`: one process, eight dials waiting for
+    their answer side by side (a prefork worker needs a process per ringing call)."""
+    jobs = 16
+    standin = stand_in(agent, {}, default_scenario="slow", slow_seconds=1.0)
+    stack = make_stack(
+        tmp_path, standin, DIALER_CALLS_PER_SECOND="50", DIALER_MAX_CONCURRENT_CALLS="16"
+    )
+    try:
+        stack.start_worker(0, queues="dial", pool="threads", concurrency=8)
+        stack.start_worker(1, queues=REST_QUEUES)
+        stack.wait_ready(timeout=60)
+        rt = runtime_for(stack)
+        dialer = Dialer(rt)
+        ids = [dialer.submit(request(f"job-{n:02d}", f"+3247000{n:04d}")) for n in range(jobs)]
+        wait_for(
+            lambda: rt.store.count_by_state().get(JobState.DONE.value, 0) == jobs,
+            timeout=45,
+            what=f"all {jobs} jobs to end",
+        )
+        assert not agent.errors
+        assert sorted(d.room_name for d in standin.dials) == sorted(
+            f"screening-{i}-1" for i in ids
+        ), "not exactly one dial per job"
+        assert all(rt.store.get(i).final_status is Status.COMPLETED for i in ids)
+        assert standin.max_concurrent >= 6, "the threads did not ring calls side by side"
+    finally:
+        stack.stop()
+        standin.stop()
+
+
 def test_concurrency_cap_is_never_exceeded_with_two_worker_processes_and_every_job_ends(
     tmp_path: Path, agent: SimulatedAgent
 ) -> None:
