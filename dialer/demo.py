@@ -404,7 +404,12 @@ def drive(
                 on_tick(counts, clock.now())
             done = counts.get(JobState.DONE.value, 0) >= total
             spooled = spool is not None and bool(spool.pending())
-            if done and not spooled and not runtime.client.zcard(keys.due_webhooks):
+            if (
+                done
+                and not spooled
+                and not runtime.client.zcard(keys.due_webhooks)
+                and not work_in_broker(runtime.client)
+            ):
                 return True
             jump = idle_fast_forward(
                 runtime.client, keys, now=clock.now().timestamp(), queues=QUEUES
@@ -423,6 +428,24 @@ def drive(
         except (redis.ConnectionError, redis.TimeoutError):
             idle_since = None  # Redis is restarting: wait for it
         time.sleep(TICK_S)
+    return False
+
+
+def work_in_broker(client: redis.Redis) -> bool:
+    """Whether a task message is queued or held by a worker (other than the beat's ticks).
+
+    A job counts as done when its final result is recorded, but the task that recorded it
+    emits the webhook deliveries after that, and a message held by a killed worker comes back
+    only after the visibility timeout: the run is over only when those are through too."""
+    if any(client.llen(q) for q in QUEUES):
+        return True
+    for raw in client.hvals(KOMBU_UNACKED_KEY):
+        try:
+            routing_key = json.loads(raw)[2]  # kombu keeps [message, exchange, routing key]
+        except (ValueError, IndexError, TypeError):
+            return True
+        if routing_key != "beat":
+            return True
     return False
 
 
