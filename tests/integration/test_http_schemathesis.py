@@ -26,7 +26,7 @@ from schemathesis.checks import (
 from dialer.apikeys import ApiKeyStore
 from dialer.http import create_app
 from dialer.webhooks import UrlGuard, WebhookService
-from tests.integration.test_http_api import serve
+from tests.support.http import serve
 from tests.support.runtime import make_runtime
 from tests.support.seed import seed_request
 
