@@ -422,7 +422,7 @@ class DialService:
             # turn would be held while waiting for it, idle, by every waiting dial task.
             nonlocal slot_held
             if campaign_pacer is None and campaign_slots is None and not slot_held:
-                # The trunk's limits only: turn, slot and stage in one round trip.
+                # The trunk's limits only: turn, slot and stage in one script (InviteGate).
                 turn = self.invite_gate.take(
                     member, self.slot_lease_s, PACING_WAIT_S, job_key=job_key, stage=STAGE_SIP
                 )

@@ -114,30 +114,30 @@ class RedisPacer:
             self.last_admitted_at = (int(now_us) + int(wait_us)) / _US
         return int(wait_us) / _US, bool(int(taken))
 
-    def first_ahead(self, deadline_s: float) -> float:
-        """How far ahead the first request of `acquire(deadline_s)` may reserve a turn."""
-        return min(self.reserve_ahead_s, max(0.0, deadline_s))
-
     def try_acquire(self) -> float:
         """0.0 when a call may go now (its turn is taken), else seconds until one may."""
         wait, taken = self._take(0.0)
         return 0.0 if taken else wait
 
-    def acquire(self, deadline_s: float, *, first: tuple[float, bool] | None = None) -> bool:
+    def acquire(
+        self,
+        deadline_s: float,
+        *,
+        take: Callable[[float], tuple[float, bool]] | None = None,
+    ) -> bool:
         """Wait for a turn; False as soon as it is clear none comes within `deadline_s`.
 
         A turn due within `reserve_ahead_s` is taken at once and slept for, so waiters line up
         at exact intervals (no turn lost to polling, none two at once); one further ahead is
         asked for again once it is within reach. The limit holds however many processes wait.
-        `first`: the reply to a first request already made (with `first_ahead(deadline_s)`).
+        `take(ahead_s)` asks for a turn (default: `_take`); `InviteGate` passes one that also
+        takes the call's slot with the turn.
         """
+        take = take or self._take
         give_up_at = self._monotonic() + deadline_s
         while True:
-            if first is not None:
-                (wait, taken), first = first, None
-            else:
-                ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - self._monotonic()))
-                wait, taken = self._take(ahead)
+            ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - self._monotonic()))
+            wait, taken = take(ahead)
             if taken:
                 due = self._monotonic() + wait
                 if wait > 0:
@@ -231,14 +231,19 @@ class ConcurrencySlots:
 InviteTurn = Literal["held", "no_turn", "no_slot"]
 
 
+class _NoSlot(Exception):
+    """The turn came with no free slot (InviteGate)."""
+
+
 class InviteGate:
     """A pacing turn, then a concurrency slot, right before the request that sends an INVITE.
 
-    When the turn is due at once (an unsaturated pacer) both are taken in one script
-    (`dialer/lua/invite_turn.lua`), which also records the job's dial stage; otherwise the turn
-    is waited for as `RedisPacer.acquire` does and the slot taken after it. Taking the slot
-    after the turn keeps idle waiters from holding slots; a turn whose slot is refused is lost,
-    as it would be with the two steps apart.
+    When the turn is due at once both are one script (`dialer/lua/invite_turn.lua`), which also
+    records the job's dial stage; a turn reserved ahead (see `RedisPacer.acquire`) is slept for
+    and the slot taken after it. Taking the slot with a reserved turn would save that round
+    trip too, but every waiter would then hold a slot idle for up to the 1 s reservation: with
+    a tight concurrency cap that starved the calls that were ringing (measured: 6.7 of 20
+    calls/s in `bench/pacing.py`). A turn whose slot is refused is lost.
     """
 
     def __init__(self, pacer: RedisPacer, slots: ConcurrencySlots) -> None:
@@ -249,23 +254,39 @@ class InviteGate:
     def take(
         self, member: str, lease_s: float, deadline_s: float, *, job_key: str, stage: str
     ) -> InviteTurn:
-        wait_us, now_us, taken, slot = self._script(
-            keys=[self.pacer.key, self.slots.key, job_key],
-            args=[
-                *self.pacer.take_args(self.pacer.first_ahead(deadline_s)),
-                member,
-                _us(lease_s),
-                self.slots.limit,
-                stage,
-            ],
+        held = False
+
+        def turn_and_slot(ahead_s: float) -> tuple[float, bool]:
+            nonlocal held
+            if held:  # woken late for a turn due at once: keep the slot, ask for a turn only
+                return self.pacer._take(ahead_s)
+            wait_us, now_us, taken, slot = self._script(
+                keys=[self.pacer.key, self.slots.key, job_key],
+                args=[
+                    *self.pacer.take_args(ahead_s),
+                    member,
+                    _us(lease_s),
+                    self.slots.limit,
+                    stage,
+                ],
+            )
+            if int(slot) == 0:
+                raise _NoSlot
+            held = int(slot) == 1
+            return self.pacer.took(wait_us, now_us, taken)
+
+        try:
+            if not self.pacer.acquire(deadline_s, take=turn_and_slot):
+                return "no_turn"
+        except _NoSlot:
+            return "no_slot"
+        if held:
+            return "held"
+        return (
+            "held"
+            if self.slots.acquire(member, lease_s, job_key=job_key, stage=stage)
+            else "no_slot"
         )
-        first = self.pacer.took(wait_us, now_us, taken)
-        if int(slot) >= 0:
-            return "held" if int(slot) == 1 else "no_slot"
-        if not self.pacer.acquire(deadline_s, first=first):
-            return "no_turn"
-        held = self.slots.acquire(member, lease_s, job_key=job_key, stage=stage)
-        return "held" if held else "no_slot"
 
 
 BreakerState = Literal["closed", "open", "half_open"]

@@ -219,29 +219,62 @@ def gate(r: redis.Redis, rate: float, limit: int, **pacer: object) -> InviteGate
     )
 
 
+def evalsha_calls(r: redis.Redis) -> int:
+    stats = r.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+
+
 def test_a_turn_due_now_takes_the_slot_and_records_the_stage_in_one_step(r: redis.Redis) -> None:
     g = gate(r, 10, 2)
     r.script_load(g._script.script)  # loaded, as after the first call of a process
     r.hset("job", "dial_stage", "room_created")
-    before = sum(v["calls"] for k, v in r.info("commandstats").items() if k == "cmdstat_evalsha")
+    before = evalsha_calls(r)
     assert g.take("c:1", 60, 5.0, job_key="job", stage="sip_requested") == "held"
-    after = sum(v["calls"] for k, v in r.info("commandstats").items() if k == "cmdstat_evalsha")
-    assert after - before == 1, "one script call: turn, slot and stage together"
+    assert evalsha_calls(r) - before == 1, "one script call: turn, slot and stage together"
     assert r.hget("job", "dial_stage") == "sip_requested"
     assert g.slots.in_use() == 1 and g.pacer.last_admitted_at is not None
 
 
-def test_a_turn_ahead_is_waited_for_then_the_slot_taken(r: redis.Redis) -> None:
+def test_a_turn_reserved_ahead_is_slept_for_then_the_slot_taken(r: redis.Redis) -> None:
     slept: list[float] = []
     g = gate(r, 10, 5, sleep=slept.append)
+    r.script_load(g._script.script)
     assert g.take("c:1", 60, 5.0, job_key="job", stage="s") == "held"
     first = g.pacer.last_admitted_at
     r.hdel("job", "dial_stage")
+    slots_before = g.slots.in_use()
     assert g.take("c:2", 60, 5.0, job_key="job", stage="sip_requested") == "held"
     assert first is not None and g.pacer.last_admitted_at is not None
     assert round((g.pacer.last_admitted_at - first) * 1000) == 100, "the next turn, in line"
     assert len(slept) == 1 and 0.05 < slept[0] <= 0.1, "slept until the reserved turn"
-    assert r.hget("job", "dial_stage") == "sip_requested" and g.slots.in_use() == 2
+    assert slots_before == 1 and g.slots.in_use() == 2
+    assert r.hget("job", "dial_stage") == "sip_requested"
+
+
+def test_waiting_for_a_reserved_turn_holds_no_slot(r: redis.Redis) -> None:
+    """With a tight cap, waiters must not sit on slots the ringing calls need."""
+    seen: list[int] = []
+    g = gate(r, 10, 5)
+    g.pacer._sleep = lambda _s: seen.append(g.slots.in_use())  # type: ignore[method-assign]
+    assert g.take("c:1", 60, 5.0, job_key="job", stage="s") == "held"
+    assert g.take("c:2", 60, 5.0, job_key="job", stage="s") == "held"
+    assert seen == [1], "while c:2 slept for its turn only c:1 held a slot"
+
+
+def test_a_late_wake_up_takes_the_next_turn_and_one_slot(r: redis.Redis) -> None:
+    clock = [1000.0]
+    oversleep = [0.020, 0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds + (oversleep.pop(0) if oversleep else 0.0)
+
+    g = gate(r, 20, 5, sleep=sleep, monotonic=lambda: clock[0], max_late_s=0.005)
+    assert g.take("c:1", 60, 5.0, job_key="job", stage="s") == "held"
+    first = g.pacer.last_admitted_at
+    assert g.take("c:2", 60, 5.0, job_key="job", stage="s") == "held"
+    assert g.pacer.late_turns == 1 and first is not None and g.pacer.last_admitted_at is not None
+    assert round((g.pacer.last_admitted_at - first) * 1000) == 100, "the turn after the missed one"
+    assert g.slots.in_use() == 2, "one slot per call"
 
 
 def test_no_free_slot_and_no_turn_in_time_are_told_apart(r: redis.Redis) -> None:
@@ -254,6 +287,7 @@ def test_no_free_slot_and_no_turn_in_time_are_told_apart(r: redis.Redis) -> None
     r.delete(KEYS.pacing(TRUNK))
     assert slow.take("c:3", 60, 5.0, job_key="job", stage="s") == "held"
     assert slow.take("c:4", 60, 0.5, job_key="job", stage="s") == "no_turn"
+    assert slow.slots.in_use() == 2, "c:1 and c:3; the turn out of reach took no slot"
 
 
 def test_several_processes_never_hold_more_than_the_limit(r: redis.Redis, redis_url: str) -> None:
