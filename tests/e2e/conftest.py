@@ -49,10 +49,10 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     yield scenario(tmp_path_factory.mktemp("e2e") / "clean")
 
 
-def scenario(data_dir: Path, **kwargs: Any) -> DemoRun:
+def scenario(data_dir: Path, *, timeout_s: float = RUN_TIMEOUT_S, **kwargs: Any) -> DemoRun:
     saved = os.environ.pop("REDIS_URL", None)  # always a fresh embedded Redis of its own
     try:
-        return run_scenario(data_dir, timeout_s=RUN_TIMEOUT_S, **kwargs)
+        return run_scenario(data_dir, timeout_s=timeout_s, **kwargs)
     finally:
         if saved is not None:
             os.environ["REDIS_URL"] = saved
