@@ -92,6 +92,7 @@ class RedisPacer:
         self.max_late_s = max_late_s
         self.late_turns = 0
         """Turns this object let go unused because it woke more than `max_late_s` after them."""
+        self._turn_due = 0.0  # monotonic time of the turn last taken
         self._sleep = sleep
         self._monotonic = monotonic
         self._acquire = _register(client, "pacer_acquire", LIMITS_LIBRARY)
@@ -140,18 +141,26 @@ class RedisPacer:
             wait, taken = take(ahead)
             if taken:
                 due = self._monotonic() + wait
+                self._turn_due = due
                 if wait > 0:
                     self._sleep(wait)
-                late = self._monotonic() - due
-                if self.max_late_s is None or late <= self.max_late_s:
+                if not self.turn_is_late():
                     return True
                 # Woken too late (a busy CPU): sending now would put this call closer than
                 # 1 / rate to the ones after it. Let the turn go unused and take another.
-                self.late_turns += 1
                 continue
             if self._monotonic() + wait > give_up_at:
                 return False
             self._sleep(max(wait - ahead, 0.001))
+
+    def turn_is_late(self) -> bool:
+        """Whether it is now more than `max_late_s` past the turn `acquire` last returned (or
+        is sleeping for); counts it in `late_turns` when so. A caller with more work to do
+        between the turn and the INVITE asks again right before sending."""
+        if self.max_late_s is None or self._monotonic() - self._turn_due <= self.max_late_s:
+            return False
+        self.late_turns += 1
+        return True
 
     def backoff(self, factor: float = 0.5) -> float:
         """Scale the rate by `factor` after a throttled dial; returns the multiplier in force.
@@ -243,7 +252,9 @@ class InviteGate:
     and the slot taken after it. Taking the slot with a reserved turn would save that round
     trip too, but every waiter would then hold a slot idle for up to the 1 s reservation: with
     a tight concurrency cap that starved the calls that were ringing (measured: 6.7 of 20
-    calls/s in `bench/pacing.py`). A turn whose slot is refused is lost.
+    calls/s in `bench/pacing.py`). A turn whose slot is refused is lost. Lateness is checked
+    again once the slot is held, right before the INVITE: a call more than `max_late_s` past its
+    turn lets it go and takes the next, keeping its slot.
     """
 
     def __init__(self, pacer: RedisPacer, slots: ConcurrencySlots) -> None:
@@ -258,7 +269,7 @@ class InviteGate:
 
         def turn_and_slot(ahead_s: float) -> tuple[float, bool]:
             nonlocal held
-            if held:  # woken late for a turn due at once: keep the slot, ask for a turn only
+            if held:  # late for an earlier turn: the slot is ours, ask for a turn only
                 return self.pacer._take(ahead_s)
             wait_us, now_us, taken, slot = self._script(
                 keys=[self.pacer.key, self.slots.key, job_key],
@@ -275,18 +286,22 @@ class InviteGate:
             held = int(slot) == 1
             return self.pacer.took(wait_us, now_us, taken)
 
-        try:
-            if not self.pacer.acquire(deadline_s, take=turn_and_slot):
-                return "no_turn"
-        except _NoSlot:
-            return "no_slot"
-        if held:
-            return "held"
-        return (
-            "held"
-            if self.slots.acquire(member, lease_s, job_key=job_key, stage=stage)
-            else "no_slot"
-        )
+        give_up_at = self.pacer._monotonic() + deadline_s
+        while True:
+            left = give_up_at - self.pacer._monotonic()
+            try:
+                if not self.pacer.acquire(left, take=turn_and_slot):
+                    return "no_turn"
+            except _NoSlot:
+                return "no_slot"
+            if not held:
+                if not self.slots.acquire(member, lease_s, job_key=job_key, stage=stage):
+                    return "no_slot"
+                held = True
+            if not self.pacer.turn_is_late():
+                return "held"
+            # The slot's round trip made this call late for its turn: let the turn go, keep
+            # the slot, take the next turn.
 
 
 BreakerState = Literal["closed", "open", "half_open"]
