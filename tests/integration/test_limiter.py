@@ -277,6 +277,32 @@ def test_a_late_wake_up_takes_the_next_turn_and_one_slot(r: redis.Redis) -> None
     assert g.slots.in_use() == 2, "one slot per call"
 
 
+def test_a_slot_that_comes_too_late_for_its_turn_keeps_the_slot_for_the_next_turn(
+    r: redis.Redis,
+) -> None:
+    clock = [1000.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    g = gate(r, 20, 5, sleep=sleep, monotonic=lambda: clock[0], max_late_s=0.005)
+    assert g.take("c:1", 60, 5.0, job_key="job", stage="s") == "held"
+    first = g.pacer.last_admitted_at
+    slow_slot = g.slots.acquire
+    taken: list[str] = []
+
+    def slot_after_20_ms(member: str, lease_s: float, **kw: str) -> bool:
+        clock[0] += 0.020  # the slot's round trip is slow: the turn (due at once) is missed
+        taken.append(member)
+        return slow_slot(member, lease_s, **kw)
+
+    g.slots.acquire = slot_after_20_ms  # type: ignore[method-assign]
+    assert g.take("c:2", 60, 5.0, job_key="job", stage="s") == "held"
+    assert taken == ["c:2"], "the slot is taken once and kept"
+    assert g.pacer.late_turns == 1 and first is not None and g.pacer.last_admitted_at is not None
+    assert round((g.pacer.last_admitted_at - first) * 1000) == 100, "the turn after the missed one"
+
+
 def test_no_free_slot_and_no_turn_in_time_are_told_apart(r: redis.Redis) -> None:
     g = gate(r, 1000, 1)
     assert g.take("c:1", 60, 5.0, job_key="job", stage="s") == "held"
