@@ -67,10 +67,11 @@ ScreeningController.tool = _timed(ScreeningController.tool)  # type: ignore[meth
 ScreeningController._on_item = _timed_sync(ScreeningController._on_item)  # type: ignore[method-assign]
 
 
-def request(n_knockout: int, n_open: int) -> ScreeningRequest:
+def request(n_knockout: int, n_open: int, language: str = "nl") -> ScreeningRequest:
     return ScreeningRequest.model_validate(
         {
             "call_id": "bench-1",
+            "language": language,
             "candidate_name": "Mark Verbeke",
             "job_title": "Bakkerij Medewerker",
             "office_location": "Antwerpen Centrum",
@@ -152,9 +153,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--knockout", type=int, default=5)
     parser.add_argument("--open", type=int, default=3)
+    parser.add_argument(
+        "--language", default="nl", help="the call's language (any of the 32; default nl)"
+    )
     args = parser.parse_args()
 
-    req = request(args.knockout, args.open)
+    req = request(args.knockout, args.open, args.language)
     questions = len(req.knockout_questions) + len(req.open_questions)
     asyncio.run(one_screening(req))  # warm-up: imports, first session
     medians: list[float] = []
