@@ -1,12 +1,18 @@
-"""The worker's `ResultSink`: one `ResultMessage` per attempt onto the results queue, spooled
-to disk by `dialer.results_queue.ResultPublisher` when Redis is unreachable, and flushed when it
-is back: at the start of every job, after every successful publish, by the job that spooled
-it, which keeps trying (`drain`) before it ends, and every `AGENT_SPOOL_FLUSH_S` by the agent
-server process (`SpoolFlusher`). Without the last two a result spooled by the day's last call
-waited for the next call, its job sat `in_call`, and once the call slot's lease ran out the
-reaper recorded the attempt `interrupted` and the real result arrived too late; the job's own
-drain alone is not enough, because livekit-agents ends a job about 15 s after its room closes.
-Flushes from several processes take turns (a file lock in the spool)."""
+"""The worker's `ResultSink`: one `ResultMessage` per attempt onto the results queue through
+`dialer.results_queue.ResultPublisher`, which keeps a copy of each on disk until the results
+consumer's receipt shows it was processed (spooled, not sent, while Redis is unreachable).
+
+Flushes send what was spooled and send again what was sent but never receipted (the queue can
+lose a message: kombu's BRPOP window), after `DIALER_RESULT_CONFIRM_S`: at the start of every
+job, after every successful publish, by the job that spooled a result, which keeps trying
+(`drain`) before it ends, and every `AGENT_SPOOL_FLUSH_S` by the agent server process
+(`SpoolFlusher`). Without the last two a result spooled by the day's last call waited for the
+next call, its job sat `in_call`, and once the call slot's lease ran out the reaper recorded the
+attempt `interrupted` and the real result arrived too late; the job's own drain alone is not
+enough, because livekit-agents ends a job about 15 s after its room closes. The drain waits for
+the send only, not for the receipt: the server's flusher looks after the receipts, and a job
+need not stay alive for them. Flushes from several processes take turns (a file lock in the
+spool)."""
 
 from __future__ import annotations
 
@@ -49,9 +55,10 @@ class PublisherSink:
     async def drain(
         self, max_wait_s: float, *, first_delay_s: float = 1.0, max_delay_s: float = 30.0
     ) -> int:
-        """Flush the spool until it is empty or `max_wait_s` has passed, waiting `first_delay_s`,
-        then twice as long each time (at most `max_delay_s`) between tries. Returns how many
-        results still wait (0: all sent)."""
+        """Flush the spool until nothing waits to be sent or `max_wait_s` has passed, waiting
+        `first_delay_s`, then twice as long each time (at most `max_delay_s`) between tries.
+        Returns how many results still wait to be sent (0: all sent; their receipts are the
+        server's `SpoolFlusher`'s business)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait_s
         delay = first_delay_s
@@ -72,7 +79,8 @@ class PublisherSink:
         return left
 
     async def flush(self) -> int:
-        """Send results spooled earlier (by this or another process). Never raises."""
+        """Send results spooled earlier (by this or another process) and results whose
+        receipt is overdue; drop the copies that were receipted. Never raises."""
         try:
             return await asyncio.to_thread(self.publisher.flush)
         except Exception:
@@ -81,8 +89,9 @@ class PublisherSink:
 
 
 class SpoolFlusher:
-    """A daemon thread that sends spooled results every `interval_s` for as long as the agent
-    server runs, so a result waits for Redis, never for the next call."""
+    """A daemon thread that flushes the spool every `interval_s` for as long as the agent
+    server runs: spooled results wait for Redis, never for the next call, and a sent result
+    without a receipt is sent again."""
 
     def __init__(self, publisher: ResultPublisher, interval_s: float) -> None:
         self.publisher = publisher
@@ -103,7 +112,7 @@ class SpoolFlusher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                if self.publisher.pending():
+                if self.publisher.outstanding():
                     self.publisher.flush()
             except Exception:  # never let the flusher die: the next round tries again
                 log.exception("spool flush failed")

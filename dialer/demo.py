@@ -155,6 +155,9 @@ class DemoRun:
     queue (a message published to a queue with no binding lands there)."""
     restarts: list[str] = field(default_factory=list)
     """Workers or beat that exited on their own during the run and were restarted."""
+    spool_left: list[str] = field(default_factory=list)
+    """Result copies still in the agent's spool at the end (not sent, not receipted, or given
+    up: `sent/`, `quarantine/`): empty when every result reached the results consumer."""
 
     @property
     def log_path(self) -> Path:
@@ -382,7 +385,9 @@ def drive(
     """Wait for every job to finish, jumping the shared clock forward while idle.
 
     `trace` records each clock change; `spool` is flushed now and then: this process plays the
-    voice agent, whose results wait on disk while Redis is unreachable. A Redis that is briefly
+    voice agent, whose results wait on disk while Redis is unreachable and until the results
+    consumer's receipt shows they were processed (sent again when it does not come: the queue
+    lost them). The run ends only when every result was receipted. A Redis that is briefly
     away (a restart) is waited for, not fatal.
     """
     clock = RedisClock(runtime.client, runtime.keys.clock_offset)
@@ -397,13 +402,13 @@ def drive(
         try:
             if spool is not None and time.monotonic() >= next_flush:
                 next_flush = time.monotonic() + SPOOL_FLUSH_EVERY_S
-                if spool.pending():
+                if spool.outstanding():
                     spool.flush()
             counts = runtime.store.count_by_state()
             if on_tick is not None:
                 on_tick(counts, clock.now())
             done = counts.get(JobState.DONE.value, 0) >= total
-            spooled = spool is not None and bool(spool.pending())
+            spooled = spool is not None and bool(spool.outstanding())
             if (
                 done
                 and not spooled
@@ -574,6 +579,10 @@ def run_scenario(
                 runtime, accepted, timeout_s=timeout_s, on_tick=tick, trace=trace, spool=spool
             )
         finally:
+            spool_left = [
+                str(p.relative_to(parts.spool_dir))
+                for p in (*spool.outstanding(), *spool.quarantined())
+            ]
             spool.close()
             stop_logging()
         jobs = collect_jobs(runtime, personas, default_persona)
@@ -599,6 +608,7 @@ def run_scenario(
         webhook_dead=webhook_dead,
         broker=broker,
         restarts=restarts,
+        spool_left=spool_left,
     )
 
 

@@ -82,6 +82,13 @@ class Keys:
         """Hash: circuit breaker for the trunk (recent outcomes, paused_until)."""
         return f"{self.prefix}:breaker:{trunk}"
 
+    # Results.
+    def result_receipt(self, call_id: str, attempt: int) -> str:
+        """String with a 7-day TTL: the results consumer has processed the result message of
+        this attempt (recorded, duplicate or stale alike). The agent's publisher deletes its
+        copy of the message once this exists, and sends the message again while it does not."""
+        return f"{self.prefix}:results:receipt:{call_id}:{attempt}"
+
     # Dead letters and rejects: nothing is dropped silently.
     @property
     def rejected(self) -> str:

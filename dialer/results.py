@@ -13,6 +13,15 @@ what makes a crash between the transaction and the side effects harmless.
 A stale result (the job moved past that attempt without recording it, e.g. it was made final
 while the call ran) still frees the attempt's concurrency slot, and goes to the dead-letter list
 with the reason ("stale result: job is done on attempt 2"): nothing is dropped silently.
+
+Receipts: a message that came through the results queue leaves `Keys.result_receipt` behind
+whatever the verdict (recorded, duplicate, stale, a web interview's, or dead-lettered by the
+task), written in the same round trip as the job's transition. The agent's publisher keeps a
+copy of each result until that receipt exists and sends it again while it does not, because
+kombu's Redis transport can lose a message (a worker killed between taking it off the queue and
+recording it as unacknowledged). The receipt may precede the side effects: once the task runs,
+its message is held unacknowledged by Celery and comes back if the worker dies. Dial outcomes
+recorded in the dial task's own process (`DialService`, the reaper) need no receipt.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from dialer.models import (
 )
 from dialer.phone import mask
 from dialer.policy import RetryDecision, decide_retry
+from dialer.scripts import ScriptCall, run_pipeline
 from dialer.store import Change, Job, JobStore
 
 log = logging.getLogger("dialer.results")
@@ -53,6 +63,10 @@ ConsumeResult = Literal["retry_scheduled", "final", "duplicate", "stale"]
 
 # Outcomes that are a conversation status (the agent's) rather than a dial outcome.
 _STATUS_VALUES = {s.value for s in Status}
+
+# How long a result's receipt is kept: far longer than the agent's publisher keeps an
+# unconfirmed copy (DIALER_RESULT_GIVE_UP_S, a day by default).
+RECEIPT_TTL_S = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -148,12 +162,17 @@ class ResultsConsumer:
 
     # -- the consumer ----------------------------------------------------------------------------
 
-    def consume(self, msg: ResultMessage, now: datetime) -> Consumed:
+    def consume(self, msg: ResultMessage, now: datetime, *, receipt: bool = True) -> Consumed:
+        """Record `msg` (see the module's docstring). `receipt`: leave the receipt the agent's
+        publisher waits for (messages from the results queue); a dial outcome recorded in the
+        dial task's own process has no publisher waiting and passes False."""
         outcome = parse_outcome(msg.outcome)
         web = msg.result is not None and msg.result.metadata.get("source") == WEB_INTERVIEW
         if web and msg.result is not None and not self.store.exists(msg.call_id):
             # A web interview has no dial job: its one result is final as it stands.
             self.emit_completed(msg.result, msg.at)
+            if receipt:
+                self.write_receipt(msg.call_id, msg.attempt)
             return Consumed(msg.call_id, msg.attempt, "final", final=msg.result)
         job = self.store.get(msg.call_id)  # JobNotFound propagates: the caller dead-letters
         record = AttemptRecord(
@@ -211,8 +230,8 @@ class ResultsConsumer:
             assert decision.retry_at is not None
             change = Change(fields=fields, attempt_record=record, due_at=decision.retry_at)
             to = JobState.RETRY_SCHEDULED
-        try:
-            self.store.transition(
+        steps: list[ScriptCall | tuple[str, tuple[Any, ...]]] = [
+            self.store.transition_call(
                 msg.call_id,
                 to,
                 now=now,
@@ -220,6 +239,12 @@ class ResultsConsumer:
                 expect_attempt=msg.attempt,
                 change=change,
             )
+        ]
+        if receipt:  # in the same round trip, whatever the transition's verdict
+            steps.append(self.receipt_command(msg.call_id, msg.attempt))
+        replies = run_pipeline(self.store.r, steps)
+        try:
+            self.store.check_transition(msg.call_id, to, msg.attempt, replies[0])
         except InvalidTransition:
             current = self.store.get(msg.call_id)
             if current.raw.get(f"recorded:{msg.attempt}") == "1":
@@ -234,6 +259,15 @@ class ResultsConsumer:
             decision=decision,
             final=final,
         )
+
+    def receipt_command(self, call_id: str, attempt: int) -> tuple[str, tuple[Any, ...]]:
+        """The command that leaves the receipt of `(call_id, attempt)`, for a pipeline."""
+        return ("SET", (self.keys.result_receipt(call_id, attempt), "1", "EX", RECEIPT_TTL_S))
+
+    def write_receipt(self, call_id: str, attempt: int) -> None:
+        """Leave the receipt of a result message handled without a transition (a web
+        interview's, one the task dead-lettered)."""
+        self.store.r.set(self.keys.result_receipt(call_id, attempt), "1", ex=RECEIPT_TTL_S)
 
     def _stale(self, current: Job, msg: ResultMessage, now: datetime) -> Consumed:
         """The job is past this attempt and never recorded it: free the attempt's slot (it is

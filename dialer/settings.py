@@ -78,6 +78,11 @@ class Settings(BaseSettings):
 
     # Agent: where spooled results wait when Redis is unreachable.
     spool_dir: Path = Path(".dialer/spool")
+    # Agent: a result sent this long ago without the results consumer's receipt is sent again
+    # (the queue lost it: kombu's Redis transport can drop a message whose worker died while
+    # taking it); one without a receipt this long after it was made is given up (quarantined).
+    result_confirm_s: float = Field(default=60.0, gt=0)
+    result_give_up_s: float = Field(default=86400.0, gt=0)
     recruiter_number: str | None = None
 
     @field_validator("webhook_allow_networks")

@@ -1,4 +1,6 @@
-"""Results consumer task (queue "results"): every attempt's outcome, from the agent or a dial."""
+"""Results consumer task (queue "results"): every attempt's result from the voice agent (dial
+outcomes are recorded by the dial task itself). Every message it processed leaves a receipt,
+whatever the verdict, which the agent's publisher waits for (dialer.results)."""
 
 from __future__ import annotations
 
@@ -43,9 +45,12 @@ def record(message: Any = None, **unexpected: Any) -> str:
         consumed = rt.consumer.consume(msg, now)
     except JobNotFound:
         dead_letter(rt.client, rt.keys, "results", message, "no job with this call_id", now)
+        # Processed all the same: the publisher stops sending it (an operator has it now).
+        rt.consumer.write_receipt(msg.call_id, msg.attempt)
         return "unknown job"
     except ValueError as exc:  # an outcome that is neither a Status nor a DialOutcome
         dead_letter(rt.client, rt.keys, "results", message, f"malformed result: {exc}", now)
+        rt.consumer.write_receipt(msg.call_id, msg.attempt)
         return "malformed"
     log.info("result %s attempt %d: %s", msg.call_id, msg.attempt, consumed.result)
     return consumed.result

@@ -1,6 +1,7 @@
 """A screening that ends while Redis is down: its result is spooled, nothing is lost, and the
 next job's flush, the next successful publish, the spooling job's drain or the agent server's
-periodic flusher delivers it."""
+periodic flusher delivers it. A result the queue lost after it was sent is sent again until the
+results consumer's receipt shows it arrived."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import redis
 from agent.publishing import PublisherSink, SpoolFlusher
 from agent.simulate import TextScreening, run_text_screening_detailed
 from dialer.embedded_redis import EmbeddedRedis
+from dialer.keys import Keys
 from dialer.messages import RESULTS_QUEUE, ResultMessage
 from dialer.models import Status
 from dialer.results_queue import ResultPublisher
@@ -140,4 +142,43 @@ def test_the_agent_server_sends_spooled_results_without_any_further_call(tmp_pat
     finally:
         flusher.stop()
         flusher.publisher.close()
+        server.stop()
+
+
+def test_the_agent_server_sends_a_result_the_queue_lost_until_the_consumer_receipts_it(
+    tmp_path: Path,
+) -> None:
+    """Sent, then lost by the broker (kombu's BRPOP window: here the message is simply taken
+    off the queue): the server's flusher sends the same message again after the confirmation
+    delay, and deletes the job's copy once the results consumer's receipt exists."""
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    client = redis.Redis.from_url(server.url)
+    job_publisher = ResultPublisher(server.url, tmp_path / "spool", connect_timeout=0.5)
+    sink = PublisherSink(job_publisher)
+    flusher = SpoolFlusher(
+        ResultPublisher(server.url, tmp_path / "spool", connect_timeout=0.5, confirm_after_s=0.4),
+        interval_s=0.1,
+    )
+    try:
+        run = _declined_screening(sink)
+        assert sink.outcomes == ["sent"]
+        [original] = _queued(server.url)
+        assert client.rpop(RESULTS_QUEUE) is not None  # lost on the way to a worker
+        assert len(job_publisher.unconfirmed()) == 1
+        flusher.start()
+        deadline = time.monotonic() + 10
+        while not client.llen(RESULTS_QUEUE) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [again] = _queued(server.url)
+        assert again == original and again.result == run.result
+        client.set(Keys().result_receipt(again.call_id, again.attempt), "1")  # the consumer's
+        while job_publisher.outstanding() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job_publisher.outstanding() == [] and job_publisher.quarantined() == []
+        assert len(_queued(server.url)) == 1
+    finally:
+        flusher.stop()
+        flusher.publisher.close()
+        job_publisher.close()
+        client.close()
         server.stop()

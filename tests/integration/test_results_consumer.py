@@ -341,3 +341,53 @@ def test_a_retry_lands_in_the_job_s_own_calling_window(r: redis.Redis) -> None:
     assert _due(t, call_id) == _local(6, 13, 0)
     retry = t.sink.of_type(events.RETRY_SCHEDULED)[0]
     assert retry["retry_at"] == _local(6, 13, 0).isoformat()
+
+
+# -- receipts: what the agent's publisher waits for before it deletes its copy ---------------
+
+
+def _receipt(t: TestRuntime, call_id: str, attempt: int) -> int:
+    """The receipt's remaining time to live (-2: none)."""
+    return int(t.runtime.client.ttl(t.runtime.keys.result_receipt(call_id, attempt)))
+
+
+def test_every_processed_result_leaves_a_receipt_whatever_the_verdict(r: redis.Redis) -> None:
+    t = make_runtime(r, WED_10)
+    recorded = _submit(t)
+    msg = _agent_result(t, recorded, Status.COMPLETED, consent_given=True)
+    assert _receipt(t, recorded, 1) == -2
+    assert t.runtime.consumer.consume(msg, t.clock.now()).result == "final"
+    assert 6 * 86400 < _receipt(t, recorded, 1) <= 7 * 86400
+    t.runtime.client.delete(t.runtime.keys.result_receipt(recorded, 1))
+    assert t.runtime.consumer.consume(msg, t.clock.now()).result == "duplicate"
+    assert _receipt(t, recorded, 1) > 0
+
+    stale = t.runtime.intake.submit(seed_request("s-1", "+32470000002"), t.clock.now()).call_id
+    t.start_dialing(stale)
+    t.runtime.consumer.finish_without_call(
+        stale, Status.EXPIRED, WED_10, detail="expired", allowed_from=(JobState.DIALING,)
+    )
+    late = ResultMessage.from_dial(stale, 1, DialOutcome.BUSY, WED_10, sip_status_code=486)
+    assert t.runtime.consumer.consume(late, WED_10).result == "stale"
+    assert _receipt(t, stale, 1) > 0, "dead-lettered, and not to be sent again"
+
+    web = CandidateData(
+        call_id="web-9", status=Status.COMPLETED, metadata={"source": "web_interview"}
+    )
+    assert (
+        t.runtime.consumer.consume(ResultMessage.from_agent(web, WED_10), WED_10).result == "final"
+    )
+    assert _receipt(t, "web-9", 1) > 0
+    assert _receipt(t, recorded, 2) == -2, "per attempt"
+
+
+def test_an_outcome_recorded_in_process_leaves_no_receipt(r: redis.Redis) -> None:
+    """Dial outcomes and the reaper's `interrupted` are recorded where they are found: no
+    publisher waits, so no key is kept for a week."""
+    t = make_runtime(r, WED_10)
+    call_id = _submit(t)
+    attempt = t.start_dialing(call_id)
+    msg = ResultMessage.from_dial(call_id, attempt, DialOutcome.BUSY, WED_10, sip_status_code=486)
+    assert t.runtime.consumer.consume(msg, WED_10, receipt=False).result == "retry_scheduled"
+    assert _receipt(t, call_id, attempt) == -2
+    assert [a.outcome for a in t.store.attempts(call_id)] == ["busy"]

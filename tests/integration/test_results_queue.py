@@ -1,11 +1,14 @@
 """ResultPublisher against a real embedded redis-server that the test stops and starts again:
-sent while up, spooled to disk while down (quickly, atomically), flushed oldest first when back.
+sent while up, spooled to disk while down (quickly, atomically), flushed oldest first when back;
+every result's copy kept until the results consumer's receipt exists, sent again when the queue
+lost it, quarantined (never deleted) when no receipt ever comes.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,6 +19,7 @@ import pytest
 import redis
 
 from dialer.embedded_redis import EmbeddedRedis
+from dialer.keys import Keys
 from dialer.messages import RESULTS_QUEUE, RESULTS_TASK, ResultMessage
 from dialer.models import CandidateData, KnockoutAnswer, Status
 from dialer.results_queue import ResultPublisher
@@ -156,3 +160,154 @@ def test_a_second_flusher_on_the_same_spool_backs_off(
     finally:
         other.close()
     assert [m["call_id"] for m in _queued(server.url)] == ["call-l"]
+
+
+# -- copies kept until the results consumer's receipt ----------------------------------------
+
+
+def _receipt(server: EmbeddedRedis, msg: ResultMessage) -> None:
+    """What the results consumer leaves once it has processed `msg` (dialer.results)."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        client.set(Keys().result_receipt(msg.call_id, msg.attempt), "1", ex=60)
+    finally:
+        client.close()
+
+
+def _steal(server: EmbeddedRedis) -> dict[str, Any]:
+    """Take the oldest message off the results queue, as a worker's BRPOP does, and drop it:
+    kombu loses a message so when the worker dies before recording it as unacknowledged."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        raw = client.rpop(RESULTS_QUEUE)
+    finally:
+        client.close()
+    assert raw is not None, "nothing on the results queue"
+    _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+    message: dict[str, Any] = kwargs["message"]
+    return message
+
+
+def test_a_sent_result_keeps_its_copy_until_the_consumer_s_receipt_exists(
+    publisher: ResultPublisher, server: EmbeddedRedis
+) -> None:
+    msg = _message("call-r")
+    assert publisher.publish(msg) == "sent"
+    [copy] = publisher.unconfirmed()
+    assert copy.parent == publisher.sent_dir
+    assert ResultMessage.model_validate_json(copy.read_text()) == msg
+    assert publisher.flush() == 0
+    assert publisher.unconfirmed() == [copy], "no receipt yet: the copy stays"
+    _receipt(server, msg)
+    assert publisher.flush() == 0
+    assert publisher.outstanding() == [] and not copy.exists()
+    assert len(_queued(server.url)) == 1, "sent once"
+
+
+def test_a_result_the_queue_lost_is_sent_again_after_the_confirmation_delay(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    publisher = ResultPublisher(
+        server.url, tmp_path / "spool", connect_timeout=1.0, confirm_after_s=0.5
+    )
+    try:
+        msg = _message("call-lost", 2)
+        kept = _message("call-kept", 1)
+        assert publisher.publish(msg) == "sent"
+        assert publisher.publish(kept) == "sent"
+        assert _steal(server) == msg.model_dump(mode="json")
+        assert _steal(server) == kept.model_dump(mode="json")
+        _receipt(server, kept)  # this one reached the consumer
+        assert publisher.flush() == 0, "not before the confirmation delay"
+        assert _queued(server.url) == []
+        assert [p.name.split("-", 2)[2] for p in publisher.unconfirmed()] == ["call-lost-2.json"]
+        time.sleep(0.6)
+        assert publisher.flush() == 1
+        [again] = _queued(server.url)
+        assert ResultMessage.model_validate(again) == msg, "the same message"
+        assert publisher.flush() == 0, "sent again only after another delay"
+        _receipt(server, msg)
+        time.sleep(0.6)
+        assert publisher.flush() == 0
+        assert publisher.outstanding() == []
+        assert len(_queued(server.url)) == 1
+    finally:
+        publisher.close()
+
+
+def test_a_copy_without_a_receipt_for_too_long_is_quarantined_never_deleted(
+    server: EmbeddedRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = ResultPublisher(
+        server.url,
+        tmp_path / "spool",
+        connect_timeout=1.0,
+        confirm_after_s=0.2,
+        give_up_after_s=0.5,
+    )
+    try:
+        msg = _message("call-never")
+        assert publisher.publish(msg) == "sent"
+        time.sleep(0.3)
+        assert publisher.flush() == 1  # sent again: not given up yet
+        time.sleep(0.3)
+        with caplog.at_level(logging.ERROR, logger="dialer.results_queue"):
+            assert publisher.flush() == 0
+        assert publisher.outstanding() == []
+        [kept] = publisher.quarantined()
+        assert ResultMessage.model_validate_json(kept.read_text()) == msg
+        assert "result call-never attempt 1: no receipt" in caplog.text
+        assert "given up" in caplog.text
+    finally:
+        publisher.close()
+
+
+def test_while_redis_is_down_copies_wait_and_nothing_is_given_up(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    publisher = ResultPublisher(
+        server.url, tmp_path / "spool", connect_timeout=0.3, confirm_after_s=0.1
+    )
+    try:
+        msg = _message("call-w")
+        assert publisher.publish(msg) == "sent"
+        _steal(server)
+        server.stop()
+        time.sleep(0.2)
+        assert publisher.flush() == 0
+        assert len(publisher.unconfirmed()) == 1
+        server.start()
+        assert publisher.flush() == 1
+        assert [m["call_id"] for m in _queued(server.url)] == ["call-w"]
+    finally:
+        publisher.close()
+
+
+def test_a_result_spooled_in_an_outage_waits_for_its_receipt_once_sent(
+    publisher: ResultPublisher, server: EmbeddedRedis
+) -> None:
+    server.stop()
+    msg = _message("call-o")
+    assert publisher.publish(msg) == "spooled"
+    assert publisher.unconfirmed() == [] and len(publisher.pending()) == 1
+    server.start()
+    assert publisher.flush() == 1
+    assert publisher.pending() == [] and len(publisher.unconfirmed()) == 1
+    _receipt(server, msg)
+    publisher.flush()
+    assert publisher.outstanding() == []
+
+
+def test_a_result_is_still_sent_when_its_copy_cannot_be_written(
+    server: EmbeddedRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    not_a_folder = tmp_path / "spool-file"
+    not_a_folder.write_text("")
+    publisher = ResultPublisher(server.url, not_a_folder, connect_timeout=1.0)
+    try:
+        with caplog.at_level(logging.ERROR, logger="dialer.results_queue"):
+            assert publisher.publish(_message("call-nc")) == "sent"
+        assert "could not keep a copy of result call-nc attempt 1" in caplog.text
+        assert [m["call_id"] for m in _queued(server.url)] == ["call-nc"]
+    finally:
+        publisher.close()
