@@ -10,6 +10,14 @@ second message for the same attempt (duplicate send, second worker) finds the lo
 someone else and does nothing. The *same* message delivered again (its worker was killed) finds
 its own id and recovers from the stage it recorded: before the dial request it may dial; after it
 it only asks LiveKit whether the call is there and never dials that attempt again.
+
+A dial that ends without a conversation (busy, no answer, failed, ...) records its outcome in
+this process, through the results consumer (`ResultsConsumer.consume`), not through the results
+queue: kombu's Redis transport can lose a queued message, and a lost dial outcome left the job
+`dialing` for good (its slot already released, so the reaper never saw it). The outcome is first
+written into the job hash (`dial_outcome`, `dial_sip_status_code`, `dial_detail`, with
+`dial_stage = "finished"`), so a delivery of the same message after the worker died records it
+from there.
 """
 
 from __future__ import annotations
@@ -65,7 +73,7 @@ DialResult = Literal[
     "duplicate",
     "stale",
     "in_call",
-    "interrupted",
+    "deferred",
 ]
 
 # Seconds to wait before trying again when every concurrency slot is busy.
@@ -122,16 +130,17 @@ class DialService:
         dialer: LiveKitDialer,
         settings: Settings,
         *,
-        publish: Callable[[ResultMessage], None],
         is_dnc: Callable[[str], bool],
+        on_outcome: Callable[[ResultMessage], None] | None = None,
     ) -> None:
+        """`on_outcome` is told of every dial outcome once the consumer has recorded it."""
         self.r = client
         self.keys = keys
         self.store = store
         self.consumer = consumer
         self.dialer = dialer
         self.settings = settings
-        self.publish = publish
+        self.on_outcome = on_outcome
         self.is_dnc = is_dnc
         trunk = settings.sip_trunk_id or "default"
         self.trunk = trunk
@@ -161,7 +170,9 @@ class DialService:
     async def place_call(self, call_id: str, attempt: int, owner: str, now: datetime) -> DialReport:
         job = self.store.get(call_id)
         if job.state is JobState.DONE:
-            return DialReport(call_id, attempt, "stale", detail="job already done")
+            return self._record_again(job, attempt, now) or DialReport(
+                call_id, attempt, "stale", detail="job already done"
+            )
         lock_key = self.keys.dial_lock(call_id, attempt)
         recovering = False
         if job.state is JobState.DIALING and job.attempt == attempt:
@@ -178,9 +189,36 @@ class DialService:
             job.state not in (JobState.SCHEDULED, JobState.RETRY_SCHEDULED)
             or job.next_attempt != attempt
         ):
-            return DialReport(call_id, attempt, "stale", detail=f"job is {job.state.value}")
+            return self._record_again(job, attempt, now) or DialReport(
+                call_id, attempt, "stale", detail=f"job is {job.state.value}"
+            )
 
         return await self._begin_and_dial(job, attempt, owner, now)
+
+    def _record(self, msg: ResultMessage, now: datetime) -> str:
+        """Record a dial outcome through the results consumer, in this process (no queue, so
+        nothing on the way can lose it; no publisher waits for a receipt)."""
+        consumed = self.consumer.consume(msg, now, receipt=False)
+        if self.on_outcome is not None:
+            self.on_outcome(msg)
+        return consumed.result
+
+    def _record_again(self, job: Job, attempt: int, now: datetime) -> DialReport | None:
+        """A delivery for an attempt whose dial outcome the job already holds (a worker died
+        after recording it, maybe before the consumer's events went out): record it again.
+        The consumer is idempotent; on a duplicate it re-runs only its side effects (slot,
+        events under their fixed ids). None when the job holds no outcome for `attempt`."""
+        msg = recorded_outcome(job, attempt)
+        if msg is None:
+            return None
+        verdict = self._record(msg, now)
+        outcome = DialOutcome(msg.outcome)
+        if verdict in ("retry_scheduled", "final"):
+            why = "recorded the outcome a stopped worker had kept"
+            return DialReport(job.call_id, attempt, "not_connected", outcome, why)
+        result: DialResult = "duplicate" if verdict == "duplicate" else "stale"
+        why = f"outcome {outcome.value} already recorded"
+        return DialReport(job.call_id, attempt, result, outcome, why)
 
     @contextlib.contextmanager
     def _live(self, call_id: str, attempt: int) -> Iterator[None]:
@@ -551,19 +589,19 @@ class DialService:
         self.breaker.record(throttled)
         if throttled:
             self.pacer.backoff()
-        self.release_slots(job, attempt)
-        self.store.set_fields(job.call_id, {"dial_stage": "finished"})
         detail = exc.outcome if isinstance(exc, CallNotConnected) else str(exc)
-        self.publish(
-            ResultMessage.from_dial(
-                job.call_id,
-                attempt,
-                outcome,
-                now,
-                sip_status_code=exc.sip_status_code,
-                detail=detail[:500],
-            )
+        msg = ResultMessage.from_dial(
+            job.call_id,
+            attempt,
+            outcome,
+            now,
+            sip_status_code=exc.sip_status_code,
+            detail=detail[:500],
         )
+        # The outcome is kept in the job first: a worker that dies before the consumer has
+        # recorded it leaves it for the redelivered message (`_recover`).
+        self.store.set_fields(job.call_id, {"dial_stage": "finished", **outcome_fields(msg)})
+        self._record(msg, now)  # the consumer releases the call's slots too
         await self._cleanup_room(job.call_id, attempt)
         return DialReport(job.call_id, attempt, "not_connected", outcome=outcome, detail=detail)
 
@@ -604,24 +642,56 @@ class DialService:
                 return DialReport(
                     job.call_id, attempt, "in_call", detail="call found after restart"
                 )
-            # The dial may or may not have rung: never dial this attempt again.
-            self.release_slots(job, attempt)
-            self.store.set_fields(job.call_id, {"dial_stage": "finished"})
-            self.publish(
-                ResultMessage.from_dial(
-                    job.call_id,
-                    attempt,
-                    DialOutcome.INTERRUPTED,
-                    now,
-                    detail="dialing worker stopped after sending the dial; not redialed",
-                )
+            # Not in the room: the call never rang, failed, or was answered and has ended. Only
+            # in the last case does a result exist, and it is on its way (the agent's publisher
+            # sends it until the consumer receipts it; it may sit in the results queue behind
+            # this very message). Reporting `interrupted` now would make that real result a
+            # duplicate, so the attempt is left as it is, never dialed again: its result is
+            # recorded when it comes, and if none does, the slot's lease runs out and the
+            # reaper records the attempt `interrupted` (section 7 of docs/ARCHITECTURE.md).
+            return DialReport(
+                job.call_id,
+                attempt,
+                "deferred",
+                detail="call not in its room: left to its result, or to the reaper",
             )
-            return DialReport(job.call_id, attempt, "interrupted", outcome=DialOutcome.INTERRUPTED)
+        if stage == "finished":
+            again = self._record_again(job, attempt, now)
+            if again is not None:
+                await self._cleanup_room(job.call_id, attempt)
+                return again
         return DialReport(job.call_id, attempt, "stale", detail=f"already past dialing ({stage})")
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def outcome_fields(msg: ResultMessage) -> dict[str, str]:
+    """A dial outcome as job hash fields, so it survives the worker that found it."""
+    return {
+        "dial_outcome": msg.outcome,
+        "dial_outcome_attempt": str(msg.attempt),
+        "dial_outcome_at": msg.at.isoformat(),
+        "dial_sip_status_code": "" if msg.sip_status_code is None else str(msg.sip_status_code),
+        "dial_detail": msg.detail,
+    }
+
+
+def recorded_outcome(job: Job, attempt: int) -> ResultMessage | None:
+    """The dial outcome of `attempt` that the job holds (`outcome_fields`), if any."""
+    raw = job.raw
+    if raw.get("dial_outcome_attempt") != str(attempt) or not raw.get("dial_outcome"):
+        return None
+    code = raw.get("dial_sip_status_code", "")
+    return ResultMessage.from_dial(
+        job.call_id,
+        attempt,
+        DialOutcome(raw["dial_outcome"]),
+        datetime.fromisoformat(raw["dial_outcome_at"]),
+        sip_status_code=int(code) if code else None,
+        detail=raw.get("dial_detail", ""),
+    )
 
 
 def outcome_of(exc: DialError) -> DialOutcome:

@@ -159,7 +159,11 @@ class Runtime:
             default_max_attempts=self.settings.default_max_attempts,
         )
 
-    def dial_service(self, publish: Callable[[ResultMessage], None]) -> DialService:
+    def dial_service(
+        self, on_outcome: Callable[[ResultMessage], None] | None = None
+    ) -> DialService:
+        """The dial path. Dial outcomes are recorded in this process through `consumer`;
+        `on_outcome` is told of each once it is recorded."""
         from dialer.dialing import DialService
         from dialer.livekit_dialer import LiveKitDialer
 
@@ -179,6 +183,6 @@ class Runtime:
             self.consumer,
             dialer,
             self.settings,
-            publish=publish,
             is_dnc=self.dnc.contains,
+            on_outcome=on_outcome,
         )

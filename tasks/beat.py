@@ -13,7 +13,7 @@ from dialer.messages import ResultMessage
 from dialer.models import DialOutcome, JobState
 from dialer.scheduler import BeatLock, Moved, move_due_jobs
 from tasks.app import app
-from tasks.context import publish_result, runtime
+from tasks.context import runtime
 
 
 @lru_cache(maxsize=1)
@@ -67,8 +67,12 @@ def move_due_webhooks_task() -> int:
 
 @app.task(name="dialer.beat.reap")
 def reap_task() -> int:
-    """Free slots whose lease ran out and report their attempts as interrupted, so a job whose
-    agent never reported (crashed agent, lost result) is retried instead of stuck in a call."""
+    """Free slots whose lease ran out and record their attempts as interrupted, so a job whose
+    agent never reported (crashed agent, a dial whose worker died after sending it) is retried
+    instead of stuck in a call. Recorded here, through the results consumer, not via the queue
+    (a queued message can be lost, and the reaper sees each expired slot once). A real result
+    that arrives later is a duplicate: the lease (ringing + longest call + 120 s) leaves the
+    agent's publisher time to send a lost result again (DIALER_RESULT_CONFIRM_S)."""
     if not _acts("reap", tick_s=30.0):
         return 0
     rt = runtime()
@@ -86,14 +90,16 @@ def reap_task() -> int:
         except Exception:  # the job was removed: nothing to report
             continue
         if job.state in (JobState.DIALING, JobState.IN_CALL) and str(job.attempt) == attempt_s:
-            publish_result(
+            rt.consumer.consume(
                 ResultMessage.from_dial(
                     call_id,
                     job.attempt,
                     DialOutcome.INTERRUPTED,
                     now,
                     detail="no result before the call's lease ran out",
-                )
+                ),
+                now,
+                receipt=False,
             )
             reaped += 1
     return reaped

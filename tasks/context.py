@@ -125,7 +125,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def publish_result(msg: ResultMessage) -> None:
-    """Put an attempt's outcome on the results queue (the same path agent results take)."""
+    """Put an attempt's result on the results queue, as the agent does (without its copy on
+    disk and the receipt check: for tests and benches that play the agent). The pipeline's
+    own dial outcomes do not come this way; they are recorded in-process."""
     app.send_task(
         RESULTS_TASK, kwargs={"message": msg.model_dump(mode="json")}, queue=RESULTS_QUEUE
     )

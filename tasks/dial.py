@@ -1,4 +1,5 @@
-"""Dial task (queue "dial"): one message = one attempt of one job. Calls dialer.dialing."""
+"""Dial task (queue "dial"): one message = one attempt of one job. Calls dialer.dialing, which
+records a dial that ended without a conversation through the results consumer in this process."""
 
 from __future__ import annotations
 
@@ -14,20 +15,15 @@ from dialer.dialing import AttemptInProgress, DialService
 from dialer.errors import JobNotFound
 from dialer.results import dead_letter
 from tasks.app import app
-from tasks.context import (
-    REQUEUE_PAUSE_S,
-    publish_result,
-    requeue_when_redis_is_away,
-    run_async,
-    runtime,
-)
+from tasks.context import REQUEUE_PAUSE_S, requeue_when_redis_is_away, run_async, runtime
 
 log = logging.getLogger("dialer.tasks.dial")
 
 
 @lru_cache(maxsize=1)
 def dial_service() -> DialService:
-    return runtime().dial_service(publish_result)
+    # Dial outcomes are recorded here, through the results consumer, not sent to the queue.
+    return runtime().dial_service()
 
 
 @app.task(name="dialer.dial.place_call", bind=True)

@@ -16,11 +16,12 @@ import pytest
 import redis
 
 from dialer import events
-from dialer.dialing import AttemptInProgress, DialService, room_name
+from dialer.dialing import AttemptInProgress, DialService, outcome_fields, room_name
 from dialer.livekit_dialer import LiveKitDialer
 from dialer.livekit_standin import LiveKitStandIn
 from dialer.messages import ResultMessage, parse_dispatch_metadata
-from dialer.models import DialOutcome, JobState, Status
+from dialer.models import CandidateData, DialOutcome, JobState, Status
+from dialer.results import ResultsConsumer
 from dialer.store import Change
 from tests.support.runtime import TestRuntime, make_runtime
 from tests.support.seed import seed_request
@@ -51,7 +52,7 @@ class Harness:
             calls_per_second=50,
             **settings,
         )
-        self.published: list[ResultMessage] = []
+        self.recorded: list[ResultMessage] = []  # dial outcomes, once the consumer has them
         self.loop = asyncio.new_event_loop()  # one loop, like a worker process: one HTTP session
         rt = self.t.runtime
         self.dialer = LiveKitDialer(
@@ -70,8 +71,8 @@ class Harness:
             rt.consumer,
             self.dialer,
             rt.settings,
-            publish=self.published.append,
             is_dnc=rt.dnc.contains,
+            on_outcome=self.recorded.append,
         )
 
     def submit(self, call_id: str = "abc-123", phone: str = NUMBER, **extra: object) -> str:
@@ -90,10 +91,9 @@ class Harness:
         self.run(self.dialer.aclose())
         self.loop.close()
 
-    def consume_published(self) -> None:
-        for msg in self.published:
-            self.t.runtime.consumer.consume(msg, self.t.clock.now())
-        self.published.clear()
+    def outcomes(self, call_id: str) -> list[str]:
+        """The attempt outcomes the job holds."""
+        return [a.outcome for a in self.t.store.attempts(call_id)]
 
     def dials_to(self, number: str = NUMBER) -> int:
         return sum(1 for d in self.lk.dials if d.phone_number == number)
@@ -246,7 +246,7 @@ def test_a_delivery_whose_process_died_is_recovered_once_its_liveness_expires(
         h.place(call_id, 1, "task-1")
     # ... and once it expires, the redelivery recovers as usual.
     time.sleep(0.35)
-    assert h.place(call_id, 1, "task-1") == "interrupted"
+    assert h.place(call_id, 1, "task-1") == "deferred"
     assert h.dials_to() == 0
     assert not r.exists(live_key), "released after the recovery"
 
@@ -265,17 +265,22 @@ def test_two_workers_racing_for_one_attempt_dial_once(h: Harness) -> None:
     assert h.dials_to() == 1
 
 
-def test_busy_is_published_and_frees_the_slot(h: Harness) -> None:
+def test_busy_is_recorded_in_the_dial_task_and_frees_the_slot(h: Harness, r: redis.Redis) -> None:
     h.lk.set_scenarios({NUMBER: "busy"})
     call_id = h.submit()
     assert h.place(call_id, 1, "task-1") == "not_connected"
-    (msg,) = h.published
+    (msg,) = h.recorded
     assert (msg.kind, msg.outcome, msg.sip_status_code) == ("dial_outcome", "busy", 486)
+    (attempt,) = h.t.store.attempts(call_id)
+    assert (attempt.outcome, attempt.sip_status_code) == ("busy", 486)
     assert h.service.slots.in_use() == 0
-    h.consume_published()
+    assert r.llen("results") == 0, "recorded in this process: no message on the results queue"
     job = h.t.store.get(call_id)
-    assert job.state is JobState.RETRY_SCHEDULED
+    assert job.state is JobState.RETRY_SCHEDULED and job.dial_stage == "recorded"
+    assert job.raw["dial_outcome"] == "busy" and job.raw["dial_outcome_attempt"] == "1"
     assert job.next_at == WED_10 + timedelta(minutes=15)
+    assert [e["outcome"] for e in h.t.sink.of_type(events.ATTEMPT)] == ["busy"]
+    assert not r.exists(h.t.runtime.keys.result_receipt(call_id, 1)), "no publisher waits"
     # The retry is attempt 2: a new lock, a new room, a second dial.
     h.lk.set_scenarios({NUMBER: "answer"})
     h.t.clock.set(job.next_at)
@@ -298,9 +303,13 @@ def test_sip_failures_become_attempt_outcomes(
     h.lk.set_scenarios({NUMBER: scenario})
     call_id = h.submit()
     assert h.place(call_id, 1, "task-1") == "not_connected"
-    (msg,) = h.published
+    (msg,) = h.recorded
     assert (msg.outcome, msg.sip_status_code) == (outcome, sip)
-    assert h.t.store.get(call_id).dial_stage == "finished"
+    (attempt,) = h.t.store.attempts(call_id)
+    assert (attempt.outcome, attempt.sip_status_code) == (outcome, sip)
+    job = h.t.store.get(call_id)
+    assert job.dial_stage == "recorded"
+    assert (job.raw["dial_outcome"], job.raw["dial_sip_status_code"]) == (outcome, str(sip))
 
 
 def test_throttling_backs_off_pacing_and_opens_the_breaker(
@@ -314,7 +323,8 @@ def test_throttling_backs_off_pacing_and_opens_the_breaker(
         h.place(call_id, 1, f"task-{call_id}")
     assert h.service.pacer.multiplier() < 1.0
     assert h.service.breaker.paused_for() > 0
-    h.consume_published()
+    # Dialed until the breaker opened (half a window of throttles), the rest put back.
+    assert [m.outcome for m in h.recorded] == ["throttled"] * 2
     # While paused, a due job is put back without dialing.
     fresh = h.submit("t-9", "+32470123499")
     dials_before = len(standin.dials)
@@ -390,15 +400,100 @@ def test_redelivery_after_a_crash_finds_the_live_call_and_does_not_redial(h: Har
     assert h.t.store.get(call_id).state is JobState.IN_CALL
 
 
-def test_redelivery_after_a_crash_without_a_call_reports_interrupted(h: Harness) -> None:
+def test_redelivery_after_a_crash_without_a_call_leaves_the_attempt_to_its_result(
+    h: Harness,
+) -> None:
+    """The call is not in its room: it never rang, failed, or was answered and has ended. In
+    the last case the agent's result is on its way (possibly queued behind this very message),
+    so nothing is recorded now: the real result wins when it comes (else the slot's lease runs
+    out and the reaper records `interrupted`, tests/integration/test_reaper.py)."""
     call_id = h.submit()
     _crash_after_sip_request(h, call_id, "task-1")
-    assert h.place(call_id, 1, "task-1") == "interrupted"
+    assert h.place(call_id, 1, "task-1") == "deferred"
     assert h.dials_to() == 0, "an attempt whose dial may have been sent is never dialed again"
-    (msg,) = h.published
-    assert msg.outcome == "interrupted"
-    h.consume_published()
-    assert h.t.store.get(call_id).state is JobState.RETRY_SCHEDULED
+    assert h.recorded == [] and h.outcomes(call_id) == []
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.DIALING and job.dial_stage == "sip_requested"
+    # Delivered again (the visibility timeout once more): still nothing dialed or decided.
+    assert h.place(call_id, 1, "task-1") == "deferred"
+    # The conversation's result arrives through the results queue and is recorded as it is.
+    data = CandidateData(call_id=call_id, status=Status.COMPLETED, attempt=1)
+    consumed = h.t.runtime.consumer.consume(
+        ResultMessage.from_agent(data, h.t.clock.now()), h.t.clock.now()
+    )
+    assert consumed.result == "final"
+    assert h.outcomes(call_id) == ["completed"]
+    assert h.t.store.get(call_id).final_status is Status.COMPLETED
+    assert h.place(call_id, 1, "task-1") == "stale"
+    assert h.dials_to() == 0
+
+
+def _crash_after_recording_the_outcome(h: Harness, call_id: str, owner: str) -> ResultMessage:
+    """A busy dial whose worker was killed after `_not_connected` kept the outcome in the job
+    (`dial_stage = "finished"`) and before the consumer recorded it."""
+    _crash_after_sip_request(h, call_id, owner)
+    h.service.slots.acquire(f"{call_id}:1", h.service.slot_lease_s)
+    msg = ResultMessage.from_dial(
+        call_id, 1, DialOutcome.BUSY, h.t.clock.now(), sip_status_code=486, detail="busy"
+    )
+    h.t.store.set_fields(call_id, {"dial_stage": "finished", **outcome_fields(msg)})
+    return msg
+
+
+def test_an_outcome_kept_by_a_worker_that_died_before_recording_it_is_recorded_on_redelivery(
+    h: Harness,
+) -> None:
+    call_id = h.submit()
+    kept = _crash_after_recording_the_outcome(h, call_id, "task-1")
+    assert h.t.store.get(call_id).state is JobState.DIALING
+    assert h.place(call_id, 1, "task-1") == "not_connected"
+    assert h.recorded == [kept]
+    (attempt,) = h.t.store.attempts(call_id)
+    assert (attempt.outcome, attempt.sip_status_code, attempt.at) == ("busy", 486, kept.at)
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.RETRY_SCHEDULED and job.dial_stage == "recorded"
+    assert h.service.slots.in_use() == 0, "the consumer released the slot"
+    assert [e["outcome"] for e in h.t.sink.of_type(events.ATTEMPT)] == ["busy"]
+    assert len(h.t.sink.of_type(events.RETRY_SCHEDULED)) == 1
+    assert h.dials_to() == 0, "the attempt is not dialed again"
+    # Yet another delivery changes nothing.
+    assert h.place(call_id, 1, "task-1") == "duplicate"
+    assert h.outcomes(call_id) == ["busy"]
+
+
+def test_a_redelivery_after_the_outcome_was_recorded_sends_the_events_that_were_lost(
+    h: Harness,
+) -> None:
+    """The worker died after the consumer's transition, before its events went out: the job
+    has moved on, and the redelivered message emits them (under their fixed ids)."""
+    call_id = h.submit()
+    kept = _crash_after_recording_the_outcome(h, call_id, "task-1")
+    lost_events = events.RecordingSink()
+    rt = h.t.runtime
+    died_mid_way = ResultsConsumer(
+        rt.store, rt.keys, lost_events, release_slot=lambda _: None, add_to_dnc=lambda _: None
+    )
+    assert died_mid_way.consume(kept, h.t.clock.now(), receipt=False).result == "retry_scheduled"
+    assert h.t.sink.events == []
+    assert h.place(call_id, 1, "task-1") == "duplicate"
+    assert [e["outcome"] for e in h.t.sink.of_type(events.ATTEMPT)] == ["busy"]
+    assert len(h.t.sink.of_type(events.RETRY_SCHEDULED)) == 1
+    assert h.service.slots.in_use() == 0
+    assert h.outcomes(call_id) == ["busy"]
+
+
+def test_a_final_dial_outcome_is_final_once_and_its_redelivery_repeats_the_completion(
+    h: Harness,
+) -> None:
+    h.lk.set_scenarios({NUMBER: "invalid"})
+    call_id = h.submit()
+    assert h.place(call_id, 1, "task-1") == "not_connected"
+    job = h.t.store.get(call_id)
+    assert job.state is JobState.DONE and job.final_status is Status.FAILED
+    (completed,) = h.t.sink.of_type(events.COMPLETED)
+    assert h.place(call_id, 1, "task-1") == "duplicate"
+    assert h.t.sink.of_type(events.COMPLETED) == [completed], "same event id, emitted once"
+    assert h.outcomes(call_id) == ["failed"]
 
 
 def test_an_unexpected_error_before_the_dial_puts_the_job_back(h: Harness) -> None:
