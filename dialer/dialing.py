@@ -22,6 +22,7 @@ from there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -85,6 +86,12 @@ PACING_WAIT_S = 30.0
 LIVE_MARKER_TTL_S = 10.0
 # The attempt lock outlives any retry of the same message by far.
 ATTEMPT_LOCK_TTL_S = 7 * 86400
+# How long a dial that has ended waits for Redis to take its outcome (a restart, a failover).
+OUTCOME_WRITE_WAIT_S = 30.0
+REDIS_BLIP: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
 
 class AttemptInProgress(Exception):
@@ -586,9 +593,6 @@ class DialService:
     ) -> DialReport:
         outcome = outcome_of(exc)
         throttled = isinstance(exc, ThrottledError)
-        self.breaker.record(throttled)
-        if throttled:
-            self.pacer.backoff()
         detail = exc.outcome if isinstance(exc, CallNotConnected) else str(exc)
         msg = ResultMessage.from_dial(
             job.call_id,
@@ -598,12 +602,37 @@ class DialService:
             sip_status_code=exc.sip_status_code,
             detail=detail[:500],
         )
-        # The outcome is kept in the job first: a worker that dies before the consumer has
-        # recorded it leaves it for the redelivered message (`_recover`).
-        self.store.set_fields(job.call_id, {"dial_stage": "finished", **outcome_fields(msg)})
+        # The outcome is kept in the job before anything else: a worker that dies before the
+        # consumer has recorded it leaves it for the redelivered message (`_recover`).
+        await self._keep_outcome(job.call_id, {"dial_stage": "finished", **outcome_fields(msg)})
+        self.breaker.record(throttled)
+        if throttled:
+            self.pacer.backoff()
         self._record(msg, now)  # the consumer releases the call's slots too
         await self._cleanup_room(job.call_id, attempt)
         return DialReport(job.call_id, attempt, "not_connected", outcome=outcome, detail=detail)
+
+    async def _keep_outcome(self, call_id: str, fields: dict[str, str]) -> None:
+        """Write a dial's outcome into its job, waiting out a Redis blip (up to
+        OUTCOME_WRITE_WAIT_S): until it is written it exists only in this process, and a task
+        handed back for Redis would find the attempt past its SIP request with no outcome, so
+        the call's real outcome would become `interrupted`. The write is idempotent."""
+        give_up_at = time.monotonic() + OUTCOME_WRITE_WAIT_S
+        pause = 0.2
+        while True:
+            try:
+                self.store.set_fields(call_id, fields)
+                return
+            except REDIS_BLIP as exc:
+                if time.monotonic() + pause > give_up_at:
+                    raise
+                log.warning(
+                    "Redis unreachable (%s) keeping the dial outcome of %s; trying again",
+                    type(exc).__name__,
+                    call_id,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _cleanup_room(self, call_id: str, attempt: int) -> None:
         try:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +19,7 @@ import redis
 
 from dialer import events
 from dialer.dialing import AttemptInProgress, DialService, outcome_fields, room_name
+from dialer.embedded_redis import EmbeddedRedis
 from dialer.livekit_dialer import LiveKitDialer
 from dialer.livekit_standin import LiveKitStandIn
 from dialer.messages import ResultMessage, parse_dispatch_metadata
@@ -553,3 +556,39 @@ def test_dials_are_counted_for_metrics(h: Harness) -> None:
     recorder = MetricsRecorder(h.t.runtime.client, h.t.runtime.keys)
     counts = h.t.runtime.client.hgetall(recorder.dials_key)
     assert counts["answered"] == "1" and counts["busy"] == "1"
+
+
+def test_a_dial_outcome_waits_out_a_redis_blip_at_the_moment_the_dial_ends(
+    tmp_path: Path, standin: LiveKitStandIn, request: pytest.FixtureRequest
+) -> None:
+    """Redis goes away while the phone rings and comes back 1 s after the dial failed: the
+    outcome (known only to this process until written) is kept and recorded, not turned into
+    `interrupted` by a task handed back for Redis."""
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=True, appendfsync="always").start()
+    request.addfinalizer(server.stop)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    request.addfinalizer(client.close)
+    h = Harness(client, standin)
+    request.addfinalizer(h.close)
+    standin.ring_seconds = 0.5
+    standin.set_scenarios({NUMBER: "no_answer"})
+    call_id = h.submit()
+
+    def outage() -> None:
+        deadline = time.monotonic() + 10
+        while not standin.dials and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.stop()  # while it rings: the dial ends (480) with Redis away
+        time.sleep(1.5)
+        server.start()
+
+    blip = threading.Thread(target=outage)
+    blip.start()
+    try:
+        assert h.place(call_id, 1, "task-1") == "not_connected"
+    finally:
+        blip.join()
+    assert [(m.outcome, m.sip_status_code) for m in h.recorded] == [("no_answer", 480)]
+    assert h.outcomes(call_id) == ["no_answer"]
+    assert h.t.store.get(call_id).state is JobState.RETRY_SCHEDULED
+    assert h.service.slots.in_use() == 0
