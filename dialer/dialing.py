@@ -138,10 +138,14 @@ class DialService:
         settings: Settings,
         *,
         is_dnc: Callable[[str], bool],
+        clock: Callable[[], datetime],
         on_outcome: Callable[[ResultMessage], None] | None = None,
     ) -> None:
-        """`on_outcome` is told of every dial outcome once the consumer has recorded it."""
+        """`clock` is read when an outcome is recorded (a retry counts from the dial's end,
+        not from the task's start); `on_outcome` is told of every dial outcome once the
+        consumer has recorded it."""
         self.r = client
+        self.clock = clock
         self.keys = keys
         self.store = store
         self.consumer = consumer
@@ -177,7 +181,7 @@ class DialService:
     async def place_call(self, call_id: str, attempt: int, owner: str, now: datetime) -> DialReport:
         job = self.store.get(call_id)
         if job.state is JobState.DONE:
-            return self._record_again(job, attempt, now) or DialReport(
+            return self._record_again(job, attempt) or DialReport(
                 call_id, attempt, "stale", detail="job already done"
             )
         lock_key = self.keys.dial_lock(call_id, attempt)
@@ -196,21 +200,22 @@ class DialService:
             job.state not in (JobState.SCHEDULED, JobState.RETRY_SCHEDULED)
             or job.next_attempt != attempt
         ):
-            return self._record_again(job, attempt, now) or DialReport(
+            return self._record_again(job, attempt) or DialReport(
                 call_id, attempt, "stale", detail=f"job is {job.state.value}"
             )
 
         return await self._begin_and_dial(job, attempt, owner, now)
 
-    def _record(self, msg: ResultMessage, now: datetime) -> str:
+    def _record(self, msg: ResultMessage) -> str:
         """Record a dial outcome through the results consumer, in this process (no queue, so
-        nothing on the way can lose it; no publisher waits for a receipt)."""
-        consumed = self.consumer.consume(msg, now, receipt=False)
+        nothing on the way can lose it; no publisher waits for a receipt), at the clock's now,
+        as the results task did: a retry's delay counts from the end of the dial."""
+        consumed = self.consumer.consume(msg, self.clock(), receipt=False)
         if self.on_outcome is not None:
             self.on_outcome(msg)
         return consumed.result
 
-    def _record_again(self, job: Job, attempt: int, now: datetime) -> DialReport | None:
+    def _record_again(self, job: Job, attempt: int) -> DialReport | None:
         """A delivery for an attempt whose dial outcome the job already holds (a worker died
         after recording it, maybe before the consumer's events went out): record it again.
         The consumer is idempotent; on a duplicate it re-runs only its side effects (slot,
@@ -218,7 +223,7 @@ class DialService:
         msg = recorded_outcome(job, attempt)
         if msg is None:
             return None
-        verdict = self._record(msg, now)
+        verdict = self._record(msg)
         outcome = DialOutcome(msg.outcome)
         if verdict in ("retry_scheduled", "final"):
             why = "recorded the outcome a stopped worker had kept"
@@ -608,7 +613,7 @@ class DialService:
         self.breaker.record(throttled)
         if throttled:
             self.pacer.backoff()
-        self._record(msg, now)  # the consumer releases the call's slots too
+        self._record(msg)  # the consumer releases the call's slots too
         await self._cleanup_room(job.call_id, attempt)
         return DialReport(job.call_id, attempt, "not_connected", outcome=outcome, detail=detail)
 
@@ -685,7 +690,7 @@ class DialService:
                 detail="call not in its room: left to its result, or to the reaper",
             )
         if stage == "finished":
-            again = self._record_again(job, attempt, now)
+            again = self._record_again(job, attempt)
             if again is not None:
                 await self._cleanup_room(job.call_id, attempt)
                 return again

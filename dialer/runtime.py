@@ -184,5 +184,6 @@ class Runtime:
             dialer,
             self.settings,
             is_dnc=self.dnc.contains,
+            clock=self.clock.now,
             on_outcome=on_outcome,
         )

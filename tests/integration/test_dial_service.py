@@ -75,6 +75,7 @@ class Harness:
             self.dialer,
             rt.settings,
             is_dnc=rt.dnc.contains,
+            clock=self.t.clock.now,
             on_outcome=self.recorded.append,
         )
 
@@ -592,3 +593,27 @@ def test_a_dial_outcome_waits_out_a_redis_blip_at_the_moment_the_dial_ends(
     assert h.outcomes(call_id) == ["no_answer"]
     assert h.t.store.get(call_id).state is JobState.RETRY_SCHEDULED
     assert h.service.slots.in_use() == 0
+
+
+def test_a_retry_counts_from_the_end_of_the_dial_not_the_start_of_the_task(h: Harness) -> None:
+    """The phone rang out for a minute (of the test clock): the next try is 2 h after that, as
+    when the results task recorded the outcome on its own clock."""
+    h.lk.ring_seconds = 0.5
+    h.lk.set_scenarios({NUMBER: "no_answer"})
+    call_id = h.submit()
+
+    def a_minute_of_ringing() -> None:
+        deadline = time.monotonic() + 10
+        while not h.lk.dials and time.monotonic() < deadline:
+            time.sleep(0.01)
+        h.t.clock.set(WED_10 + timedelta(minutes=1))
+
+    ringing = threading.Thread(target=a_minute_of_ringing)
+    ringing.start()
+    try:
+        assert h.place(call_id, 1, "task-1") == "not_connected"
+    finally:
+        ringing.join()
+    (attempt,) = h.t.store.attempts(call_id)
+    assert attempt.at == WED_10, "the attempt is stamped when its dial began"
+    assert h.t.store.get(call_id).next_at == WED_10 + timedelta(minutes=1, hours=2)
