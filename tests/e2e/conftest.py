@@ -101,13 +101,15 @@ def describe(run: DemoRun, call_id: str) -> str:
 
 
 def check_finished(run: DemoRun) -> None:
-    """Every job done, nothing refused, nothing dead-lettered."""
+    """Every job done, nothing refused, nothing dead-lettered, every result receipted by the
+    results consumer (no copy left in the agent's spool, none given up)."""
     assert run.problems == []
     assert run.total == 50 and len(run.jobs) == 50
     not_done = [describe(run, c) for c, j in run.jobs.items() if j.state != "done"]
     assert run.finished and not not_done, f"not finished in time: {not_done}"
     assert run.dead_letters == [], "messages were dead-lettered"
     assert run.webhook_dead == 0, "webhook deliveries were dead-lettered"
+    assert run.spool_left == [], "results not receipted by the results consumer"
 
 
 def check_expected_statuses(run: DemoRun) -> None:

@@ -11,12 +11,15 @@
   each seed must have killed a worker with calls in flight at least once.
   Such a kill can land in the instant between kombu's BRPOP taking a message off its queue and
   recording it as unacknowledged: that message is gone (kombu's Redis transport is not atomic
-  there). For a dial or webhook message the due-set lease brings the work back; for a call's
-  result, the job stays `in_call` until the concurrency slot's lease runs out and the beat's
-  reaper reports the attempt `interrupted`. The lease is ringing + maximum call duration +
-  120 s: the maximum call duration is 60 s here (calls take a second or two), so the lease is
-  185 s and a fault run gets FAULT_RUN_TIMEOUT_S. A dial whose worker died after the SIP
-  request is `interrupted` too (its redelivered message never dials that attempt again).
+  there). Nothing of the run may be lost to it: a dial or webhook message's work comes back
+  from its due-set lease; a call's result is sent again by the agent's publisher (here the demo
+  process), which keeps a copy until the results consumer's receipt exists
+  (DIALER_RESULT_CONFIRM_S, short here); a dial's own outcome never takes the queue (the dial
+  task records it through the consumer). A dial whose worker died after its SIP request is
+  never dialed again: the redelivered message finds the call in its room, or leaves the attempt
+  to its result (the simulated agent's, which arrives as any other) or, when the call produced
+  none, to the reaper once the slot's lease (ringing + maximum call duration + 120 s; the
+  maximum call duration is 60 s here) runs out: that attempt is `interrupted`.
 - The embedded Redis stopped mid-run (a clean shutdown, AOF on) and started again on the same
   port from the same data directory; workers, beat and this process reconnect.
 - The embedded Redis SIGKILLed mid-run (a crash: no shutdown) and started again the same way.
@@ -26,16 +29,13 @@
   docs/OPERATIONS.md, up to about a second of acknowledged writes can be lost, and jobs then
   redo steps or, for a job created in that second, vanish.)
 
-An `interrupted` attempt counts and is retried like a no-answer (`dialer.policy`): a job whose
-interrupted attempt was not its last ends as in the clean run, one whose last attempt was
-interrupted ends `no_answer` (the dialer cannot know what that call produced). No more attempts
-may be interrupted than calls were in flight when the faults struck.
-
 Asserted each time: every job done, the final tally (status per call_id) equal to the clean
-run's but for that, no (call_id, attempt) dialed twice, no dial outside its calling window,
-every final result delivered to each endpoint under exactly one webhook-id (a delivery repeated
-after a crash carries the same webhook-id, so receivers de-duplicate: the receiver counts such
-repeats as duplicates and they are reported, not failed), nothing dead-lettered.
+run's, no (call_id, attempt) dialed twice, no dial outside its calling window, every result
+receipted (nothing left in the agent's spool, nothing given up), every final result delivered to
+each endpoint under exactly one webhook-id (a delivery repeated after a crash carries the same
+webhook-id, so receivers de-duplicate: the receiver counts such repeats as duplicates and they
+are reported, not failed), nothing dead-lettered. Interrupted attempts are reported; never more
+of them than calls were in flight when the faults struck.
 """
 
 from __future__ import annotations
@@ -73,16 +73,17 @@ VISIBILITY_TIMEOUT_S = 8
 # here (100 s by default), so they return soon after they are VISIBILITY_TIMEOUT_S old.
 # How long a due kill waits for calls to be in flight before it happens anyway.
 BUSY_WAIT_S = 10.0
-# A lost result is recovered by the reaper after the slot lease (5 + 60 + 120 s) and its next
-# 30 s tick; then the retry runs.
+# A dial whose worker died between its SIP request and a call is recorded `interrupted` by the
+# reaper after the slot lease (5 + 60 + 120 s) and its next 30 s tick; then the retry runs.
 FAULT_RUN_TIMEOUT_S = 330.0
-# The final status of a job whose last counted attempt was interrupted (dialer.policy).
-INTERRUPTED_LAST_ATTEMPT_ENDS = "no_answer"
+# A result without the consumer's receipt after this long is sent again (the queue lost it).
+RESULT_CONFIRM_S = 5
 FAULT_ENV = {
     "DIALER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
     "DIALER_UNACKED_SWEEP_S": "2",
     "DIALER_WEBHOOK_TIMEOUT_S": "2",
     "DIALER_MAX_CALL_DURATION_S": "60",
+    "DIALER_RESULT_CONFIRM_S": str(RESULT_CONFIRM_S),
 }
 
 
@@ -189,20 +190,21 @@ def fault_run(data_dir: Path, hook: Callable[[Tick], None]) -> DemoRun:
 def check_same_as_clean(run: DemoRun, clean: DemoRun, *, in_flight: int) -> None:
     check_finished(run)
     check_webhooks(run)
-    differ = []
-    for call_id in clean.jobs:
-        job = run.jobs[call_id]
-        expected = clean.tally[call_id]
-        if job.outcomes and job.outcomes[-1] == "interrupted":
-            expected = INTERRUPTED_LAST_ATTEMPT_ENDS
-        if run.tally.get(call_id) != expected:
-            differ.append(f"{describe(run, call_id)}; clean: {describe(clean, call_id)}")
+    differ = [
+        f"{describe(run, c)}; clean: {describe(clean, c)}"
+        for c in clean.jobs
+        if run.tally.get(c) != clean.tally[c]
+    ]
     assert not differ, "final tally differs from the clean run:\n" + "\n".join(differ)
     interrupted = sum(o == "interrupted" for j in run.jobs.values() for o in j.outcomes)
     assert interrupted <= in_flight, f"{interrupted} attempts interrupted, {in_flight} in flight"
     check_no_attempt_dialed_twice(run)
     check_dials_inside_calling_windows(run)
     check_attempt_events(run)
+
+
+def _demo_log(run: DemoRun) -> list[str]:
+    return run.log_path.read_text(errors="replace").splitlines() if run.log_path.exists() else []
 
 
 def notes(run: DemoRun) -> list[str]:
@@ -218,6 +220,9 @@ def notes(run: DemoRun) -> list[str]:
         f"duplicate deliveries (same webhook-id): {sum(r.duplicate for r in run.deliveries)}"
     )
     lines.append(f"broker at the end: {run.broker}")
+    lines += [f"left in the agent's spool: {name}" for name in run.spool_left]
+    resent = [line for line in _demo_log(run) if "sent again" in line]
+    lines += [f"demo.log: {line[:300]}" for line in resent]
     lines += [f"restarted after a crash: {line}" for line in run.restarts]
     stuck = [c for c, j in run.jobs.items() if j.state != "done"]
     if stuck and run.log_path.exists():  # what this process (stand-in, agents) said about them
