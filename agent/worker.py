@@ -632,9 +632,12 @@ def flush_spool() -> int:
     cfg = AgentConfig.from_env()
     with ResultPublisher(cfg.redis_url, cfg.spool_dir) as publisher:
         sent = publisher.flush()
-        left = len(publisher.pending())
-    print(f"sent {sent} spooled result(s); {left} still waiting")
-    return 0 if left == 0 else 1
+        unsent, unconfirmed = len(publisher.pending()), len(publisher.unconfirmed())
+    print(
+        f"sent {sent} result(s); {unsent} still unsent, {unconfirmed} sent but not yet "
+        "confirmed by the results consumer"
+    )
+    return 0 if unsent + unconfirmed == 0 else 1
 
 
 USAGE = f"""usage: python -m agent {{{"|".join(COMMANDS)}}} [livekit-agents options]
@@ -644,7 +647,8 @@ USAGE = f"""usage: python -m agent {{{"|".join(COMMANDS)}}} [livekit-agents opti
   console         talk to the agent in a local console
   connect         join one room directly (livekit-agents `connect`)
   download-files  fetch / load the model files (Docker build step)
-  flush-spool     send results spooled while Redis was unreachable
+  flush-spool     send results spooled while Redis was unreachable, and again those the
+                  results consumer has not confirmed (exit 1 while any is left)
 """
 
 

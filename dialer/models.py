@@ -76,7 +76,10 @@ class DialOutcome(StrEnum):
     FAILED = "failed"  # invalid number or permanent carrier rejection: final
     THROTTLED = "throttled"  # trunk channel / CPS limit: re-queued, attempt not counted
     TRANSIENT = "transient"  # API / network trouble before the call reached the trunk
-    INTERRUPTED = "interrupted"  # the dialing worker died after the dial was sent; not redialed
+    # The dialing worker died after the dial was sent and nothing tells how the call went (the
+    # reaper reports it when the call's slot lease ran out); never redialed for that attempt,
+    # retried and ended like the job's last known outcome (dialer.policy).
+    INTERRUPTED = "interrupted"
 
 
 KnockoutResult = Literal["pass", "fail", "unclear", "irrelevant", "recruiter_requested"]

@@ -14,8 +14,11 @@ completed, not_interested, knockout_failed,            final, that status
 escalated, unclear, irrelevant
 failed, do_not_call, cancelled, expired                final, that status
 no_answer                                              retry `policy.no_answer` (+2 h, next day)
-interrupted (worker died after sending the dial)       counted; retried like no_answer; final
-                                                       status no_answer
+interrupted (worker died after sending the dial)       counted; its outcome is unknown, so it
+                                                       stands for the job's last known retryable
+                                                       outcome (busy, voicemail, ...), no_answer
+                                                       when there is none: retried and ended
+                                                       like that one
 busy                                                   retry `policy.busy` (+15 min)
 voicemail                                              retry `policy.voicemail` (next day)
 incomplete (hang-up mid-screening)                     retry `policy.incomplete` (+30 min),
@@ -142,6 +145,8 @@ def decide_retry(
     `outcome_history` holds the job's earlier outcomes, oldest first, without this one.
     """
     kind = outcome.value if isinstance(outcome, Status | DialOutcome) else str(outcome)
+    if kind == DialOutcome.INTERRUPTED.value:
+        kind = _known_outcome_before(outcome_history)
     if max_attempts < 1 or counted_attempts < 0:
         raise ValueError(f"need max_attempts >= 1 and counted_attempts >= 0, got {max_attempts}")
     if kind in _CONVERSATION_FINAL or kind in _ALWAYS_FINAL:
@@ -217,11 +222,24 @@ def expiry_status(outcomes: Sequence[str]) -> Status:
     if not any(o in _CONTACT for o in outcomes):
         return Status.EXPIRED
     for outcome in reversed(outcomes):
+        if outcome == DialOutcome.INTERRUPTED.value:
+            continue  # unknown: what came before it decides
         if outcome in _FINAL_STATUS_OF:
             return _FINAL_STATUS_OF[outcome]
         if outcome in _CONVERSATION_FINAL or outcome in _ALWAYS_FINAL:
             return Status(outcome)
     return Status.EXPIRED
+
+
+def _known_outcome_before(history: Sequence[str]) -> str:
+    """What an interrupted attempt is taken for: nobody knows how that call went (its worker
+    died after the dial was sent), so the job's last known retryable outcome stands for it, and
+    a busy line that was busy twice ends `busy`, not `no_answer`, when the third dial is the
+    one interrupted. With no such outcome before it: no_answer."""
+    for earlier in reversed(history):
+        if earlier in _FINAL_STATUS_OF and earlier != DialOutcome.INTERRUPTED.value:
+            return earlier
+    return Status.NO_ANSWER.value
 
 
 def leave_voicemail(policy: RetryPolicy, counted_attempt: int, max_attempts: int) -> bool:

@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from agent.publishing import PublisherSink, SpoolFlusher
@@ -181,4 +182,33 @@ def test_the_agent_server_sends_a_result_the_queue_lost_until_the_consumer_recei
         flusher.publisher.close()
         job_publisher.close()
         client.close()
+        server.stop()
+
+
+def test_flush_spool_command_reports_unsent_and_unconfirmed_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.worker import flush_spool
+    from dialer.keys import Keys
+
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    server.stop()
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("REDIS_URL", server.url)
+    monkeypatch.setenv("DIALER_SPOOL_DIR", str(spool))
+    publisher = ResultPublisher(server.url, spool, connect_timeout=0.2)
+    run = _declined_screening(PublisherSink(publisher))
+    publisher.close()
+    try:
+        assert flush_spool() == 1  # Redis still down: the result waits, unsent
+        assert "1 still unsent" in capsys.readouterr().out
+        server.start()
+        assert flush_spool() == 1  # sent now, but no consumer has confirmed it yet
+        assert "0 still unsent, 1 sent but not yet confirmed" in capsys.readouterr().out
+        client = redis.Redis.from_url(server.url)
+        client.set(Keys().result_receipt(run.result.call_id, run.result.attempt), "1")
+        client.close()
+        assert flush_spool() == 0
+        assert "0 still unsent, 0 sent but not yet confirmed" in capsys.readouterr().out
+    finally:
         server.stop()

@@ -223,13 +223,24 @@ def test_throttled_retry_is_moved_into_the_window_too() -> None:
     _assert_retry(decision, _bxl(2026, 3, 5, 9, 0))
 
 
-def test_interrupted_counts_and_is_retried_like_no_answer() -> None:
+def test_interrupted_counts_and_without_history_is_retried_like_no_answer() -> None:
     decision = decide(DialOutcome.INTERRUPTED, counted=1)
     _assert_retry(decision, _bxl(2026, 3, 4, 12, 0))
     assert decision.counts_as_attempt
     after_no_answer = decide(DialOutcome.INTERRUPTED, counted=2, history=["no_answer"])
     _assert_retry(after_no_answer, _bxl(2026, 3, 5, 10, 0))
     _assert_final(decide(DialOutcome.INTERRUPTED, counted=3), Status.NO_ANSWER)
+
+
+def test_an_interrupted_attempt_stands_for_the_last_known_outcome() -> None:
+    """Its outcome is unknown: a line busy twice stays busy, a mailbox stays a mailbox."""
+    _assert_final(decide(DialOutcome.INTERRUPTED, counted=3, history=["busy", "busy"]), Status.BUSY)
+    _assert_final(
+        decide(DialOutcome.INTERRUPTED, counted=3, history=["voicemail", "interrupted"]),
+        Status.VOICEMAIL,
+    )
+    retry = decide(DialOutcome.INTERRUPTED, counted=2, history=["busy"])
+    _assert_retry(retry, WEDNESDAY_10 + timedelta(minutes=15))  # busy's delay, not +2 h
 
 
 @pytest.mark.parametrize(
@@ -325,6 +336,7 @@ def test_throttled_past_expiry_is_final_but_not_counted() -> None:
         ([], Status.EXPIRED),
         (["no_answer", "busy", "throttled"], Status.EXPIRED),
         (["interrupted", "transient"], Status.EXPIRED),
+        (["voicemail", "interrupted"], Status.VOICEMAIL),
         (["voicemail", "no_answer"], Status.NO_ANSWER),
         (["no_answer", "voicemail", "throttled"], Status.VOICEMAIL),
         (["declined"], Status.DECLINED),
