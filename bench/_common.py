@@ -208,29 +208,68 @@ def call_of(call: AnsweredCall) -> tuple[str, int]:
     return str(body["call_id"]), int(body["dialer"]["attempt"])
 
 
+def _publisher_main(redis_url: str, calls: Any) -> None:
+    """Child process of `SimulatedAgent`: publishes one agent_result/completed per (call_id,
+    attempt) it receives, until it receives None."""
+    from datetime import UTC, datetime
+
+    from dialer.local_stack import point_app_at
+    from dialer.messages import ResultMessage
+    from dialer.models import CandidateData, Status
+    from tasks.context import publish_result
+
+    point_app_at(redis_url)
+    while (item := calls.get()) is not None:
+        call_id, attempt = item
+        now = datetime.now(UTC)
+        data = CandidateData(
+            call_id=call_id,
+            status=Status.COMPLETED,
+            attempt=attempt,
+            consent_given=True,
+            passed_knockout=True,
+            started_at=now,
+            ended_at=now,
+        )
+        publish_result(ResultMessage.from_agent(data, now))
+
+
 class SimulatedAgent:
     """Plays the voice agent's part in a bench or test (there is no agent worker): when the
     stand-in reports a call answered, hold it for `hold_s`, hang up through the stand-in, then
     publish a ResultMessage (kind agent_result, status completed) on the results queue exactly
     as the agent would, so the results consumer records the attempt and frees the slot.
 
-    Use as the stand-in's `on_answer` hook (it runs on the stand-in's event loop; publishing
-    happens on one background thread so the loop never blocks on the broker).
+    Use as the stand-in's `on_answer` hook (it runs on the stand-in's event loop). Publishing
+    happens in a child process (`start(redis_url)`): in this process, where the stand-in stamps
+    every request it receives, Celery's publishing held the interpreter long enough to stamp
+    some INVITEs up to 18 ms late, a measuring artefact in `bench/pacing.py`.
     """
 
     def __init__(self, hold_s: float = 0.4, *, publish: bool = True) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.hold_s = hold_s
         self.publish = publish
         self.standin: LiveKitStandIn | None = None
         self.published = 0
         self.errors: list[str] = []
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulated-agent")
+        self._calls: Any = None
+        self._process: Any = None
 
     def attach(self, standin: LiveKitStandIn) -> SimulatedAgent:
         self.standin = standin
         standin.on_answer = self
+        return self
+
+    def start(self, redis_url: str) -> SimulatedAgent:
+        """Start the publishing process (the broker is `redis_url`)."""
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._calls = context.Queue()
+        self._process = context.Process(
+            target=_publisher_main, args=(redis_url, self._calls), daemon=True
+        )
+        self._process.start()
         return self
 
     async def __call__(self, call: AnsweredCall) -> None:
@@ -240,35 +279,23 @@ class SimulatedAgent:
             await asyncio.sleep(self.hold_s)
         assert self.standin is not None
         self.standin.hang_up(call.room_name)
-        if self.publish:
-            self._pool.submit(self._publish, call)
-
-    def _publish(self, call: AnsweredCall) -> None:
-        from datetime import UTC, datetime
-
-        from dialer.messages import ResultMessage
-        from dialer.models import CandidateData, Status
-        from tasks.context import publish_result
-
+        if not self.publish:
+            return
         try:
-            call_id, attempt = call_of(call)
-            now = datetime.now(UTC)
-            data = CandidateData(
-                call_id=call_id,
-                status=Status.COMPLETED,
-                attempt=attempt,
-                consent_given=True,
-                passed_knockout=True,
-                started_at=now,
-                ended_at=now,
-            )
-            publish_result(ResultMessage.from_agent(data, now))
+            if self._calls is None:
+                raise RuntimeError("SimulatedAgent.start(redis_url) was not called")
+            self._calls.put(call_of(call))
             self.published += 1
         except Exception as exc:  # reported by the bench, never silently lost
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._process is not None:
+            self._calls.put(None)
+            self._process.join(timeout=30)
+            if self._process.exitcode != 0:
+                self.errors.append(f"publisher process ended with {self._process.exitcode}")
+            self._process = None
 
 
 # ---------------------------------------------------------------------------------------------

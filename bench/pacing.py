@@ -177,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.5,
         help="GIL switch interval of this process, where the stand-in shares the interpreter "
-        "with the simulated agent's publishing thread (Python's default: 5 ms, which lets that "
-        "thread hold the stand-in's loop up to 5 ms before it stamps an INVITE)",
+        "with the bench's own threads (Python's default: 5 ms, which lets another thread hold "
+        "the stand-in's loop up to 5 ms before it stamps an INVITE); the simulated agent "
+        "publishes from a child process",
     )
     add_whatif_flags(parser)
     args = parser.parse_args(argv)
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     standin.start()
     try:
         with bench_redis() as redis_url:
+            agent.start(redis_url)
             for run in range(args.runs):
                 # Fresh worker and beat processes on an emptied database per run: runs are
                 # independent, and a run that left jobs behind cannot feed the next one.
