@@ -562,8 +562,8 @@ def webhooks_add(
     except UnsafeWebhookURL as exc:
         _fail(
             str(exc),
-            "use a public https URL, or set DIALER_WEBHOOK_ALLOW_PRIVATE=1 for a receiver on "
-            "your own network",
+            "use a public https URL, or allow your receiver's network, e.g. "
+            "DIALER_WEBHOOK_ALLOW_NETWORKS=10.1.2.0/24 (127.0.0.0/8 for one on this machine)",
         )
     except WebhookError as exc:
         _fail(str(exc), "pick another --id, or remove the old endpoint first")

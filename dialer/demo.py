@@ -47,7 +47,7 @@ from dialer.phone import mask
 from dialer.results_queue import ResultPublisher
 from dialer.runtime import Runtime
 from dialer.settings import Settings
-from dialer.webhooks import WebhookService
+from dialer.webhooks import LOOPBACK_NETWORKS, WebhookService
 from dialer.webhooks.receiver import Received, WebhookReceiver
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -271,7 +271,8 @@ def demo_stack(
         "DIALER_CALLS_PER_SECOND": "20",
         "DIALER_MAX_CONCURRENT_CALLS": "8",
         "DIALER_RINGING_TIMEOUT_S": "5",
-        "DIALER_WEBHOOK_ALLOW_PRIVATE": "1",
+        # The demo's receivers listen on loopback: allow exactly that, nothing else private.
+        "DIALER_WEBHOOK_ALLOW_NETWORKS": LOOPBACK_NETWORKS,
         "DIALER_SPOOL_DIR": str(spool_dir),
         **(extra_env or {}),
     }

@@ -26,7 +26,7 @@ from dialer.apikeys import ApiKeyStore
 from dialer.cli import app
 from dialer.embedded_redis import EmbeddedRedis, RedisAlreadyRunning
 from dialer.keys import Keys
-from dialer.webhooks import WebhookService, generate_secret
+from dialer.webhooks import LOOPBACK_NETWORKS, WebhookService, generate_secret
 from dialer.webhooks.receiver import Reply, WebhookReceiver
 from tests.support.seed import seed_request
 
@@ -41,7 +41,7 @@ def cli(r: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator[Any]:
         "REDIS_URL": redis_url,
         "COLUMNS": "240",
         "DIALER_DATA_DIR": str(tmp_path / "data"),
-        "DIALER_WEBHOOK_ALLOW_PRIVATE": "1",
+        "DIALER_WEBHOOK_ALLOW_NETWORKS": LOOPBACK_NETWORKS,
     }
 
     def invoke(*args: str) -> Result:
@@ -224,7 +224,7 @@ def test_webhooks_add_list_test_disable_dead_replay_remove(
 
         # A delivery the receiver answers with 410 Gone: dead, endpoint disabled.
         rx.script("/crm", Reply(410))
-        service = WebhookService(r, KEYS, allow_private=True, timeout_s=2)
+        service = WebhookService(r, KEYS, allow_networks=LOOPBACK_NETWORKS, timeout_s=2)
         now = datetime.now(UTC)
         (delivery_id,) = service.emit("screening.completed", {"call_id": "x"}, now)
         assert service.deliver(delivery_id, now).result == "dead"
@@ -269,7 +269,7 @@ def test_webhooks_load_a_config_file(
     assert "ep_other" in first.output and "DIALER_WEBHOOK_CONFIG=" in first.output
     assert crm_secret not in first.output and ats_secret not in first.output
     assert again.exit_code == 0 and "0 added, 0 updated, 2 unchanged" in again.output
-    service = WebhookService(r, KEYS, allow_private=True)
+    service = WebhookService(r, KEYS, allow_networks=LOOPBACK_NETWORKS)
     stored = {e.id: e for e in service.endpoints.list()}
     assert set(stored) == {"ep_crm", "ep_ats", "ep_other"}
     assert stored["ep_crm"].events == ("screening.completed",)

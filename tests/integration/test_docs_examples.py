@@ -35,7 +35,7 @@ import redis
 from dialer import events
 from dialer.keys import Keys
 from dialer.models import AttemptRecord, CandidateData, KnockoutAnswer, OpenAnswer, Status
-from dialer.webhooks import WebhookService, generate_secret, signed_headers
+from dialer.webhooks import LOOPBACK_NETWORKS, WebhookService, generate_secret, signed_headers
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 START_TIMEOUT_S = 20.0
@@ -155,7 +155,7 @@ def test_example_accepts_a_real_delivery_and_rejects_tampering(
 ) -> None:
     receiver, secret = example
     now = datetime.now(UTC)
-    service = WebhookService(r, Keys(), allow_private=True, timeout_s=5.0)
+    service = WebhookService(r, Keys(), allow_networks=LOOPBACK_NETWORKS, timeout_s=5.0)
     try:
         service.endpoints.add(
             receiver.url + "hooks/screening", secret=secret, events=[events.COMPLETED]

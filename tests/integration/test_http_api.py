@@ -26,7 +26,7 @@ from dialer.messages import ResultMessage
 from dialer.models import CandidateData, Status, TranscriptTurn
 from dialer.runtime import Runtime
 from dialer.settings import Settings
-from dialer.webhooks import WebhookService, generate_secret
+from dialer.webhooks import LOOPBACK_NETWORKS, WebhookService, generate_secret
 from dialer.webhooks.receiver import Reply, WebhookReceiver
 from tests.support.http import serve
 from tests.support.runtime import TestRuntime, make_runtime
@@ -58,8 +58,10 @@ SEED_002_BODY: dict[str, Any] = {
 def shared(redis_url: str) -> Iterator[tuple[TestRuntime, WebhookService, str]]:
     """One server for the module (each test still gets an empty database from `r`)."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    runtime = make_runtime(client, WED_10, webhook_allow_private=True)
-    service = WebhookService(client, runtime.runtime.keys, allow_private=True, timeout_s=3)
+    runtime = make_runtime(client, WED_10, webhook_allow_networks=LOOPBACK_NETWORKS)
+    service = WebhookService(
+        client, runtime.runtime.keys, allow_networks=LOOPBACK_NETWORKS, timeout_s=3
+    )
     app = create_app(runtime.runtime, webhooks=service, auth=True, broker_url=redis_url)
     with serve(app) as url:
         yield runtime, service, url

@@ -56,7 +56,7 @@ def delivery_out(d: Delivery) -> DeliveryOut:
         "Events: `screening.completed`, `screening.attempt`, `screening.retry_scheduled` or "
         '`["*"]`. Deliveries are signed per Standard Webhooks with the endpoint\'s secret, '
         "returned once here (generated when not given). The URL must resolve to public "
-        "addresses unless DIALER_WEBHOOK_ALLOW_PRIVATE is set."
+        "addresses, or to networks listed in DIALER_WEBHOOK_ALLOW_NETWORKS."
     ),
     responses=error_responses(401, 403, 409, 422, 503),
 )
