@@ -20,11 +20,9 @@ celeryconfig) makes that 3 s here instead of an hour.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +32,11 @@ from dialer.client import Dialer
 from dialer.keys import Keys
 from dialer.livekit_standin import AnsweredCall, LiveKitStandIn
 from dialer.local_stack import KOMBU_UNACKED_INDEX, KOMBU_UNACKED_KEY, LocalStack, point_app_at
-from dialer.messages import ResultMessage
-from dialer.models import CandidateData, JobState, Status
+from dialer.models import JobState, Status
 from dialer.pacing import most_in_window
 from dialer.runtime import Runtime
 from dialer.settings import Settings
+from tests.support.livekit import publish_completed
 
 TRUNK = "ST_test_trunk"
 ALWAYS_OPEN = {
@@ -78,19 +76,8 @@ class SimulatedAgent:
         self._pool.submit(self._publish, call)
 
     def _publish(self, call: AnsweredCall) -> None:
-        from tasks.context import publish_result
-
         try:
-            body = json.loads(call.dispatch_metadata)
-            now = datetime.now(UTC)
-            data = CandidateData(
-                call_id=body["call_id"],
-                status=Status.COMPLETED,
-                attempt=int(body["dialer"]["attempt"]),
-                started_at=now,
-                ended_at=now,
-            )
-            publish_result(ResultMessage.from_agent(data, now))
+            publish_completed(call)
         except BaseException as exc:  # surfaced by the test
             self.errors.append(exc)
 

@@ -13,7 +13,6 @@ Belgian number is due at once and a New York one (04:00 there) waits for its cal
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +29,11 @@ from dialer.clock import RedisClock
 from dialer.http import create_app
 from dialer.livekit_standin import AnsweredCall, LiveKitStandIn
 from dialer.local_stack import LocalStack, point_app_at
-from dialer.messages import ResultMessage
-from dialer.models import CandidateData, JobState, Status
+from dialer.models import JobState
 from dialer.runtime import Runtime
 from dialer.settings import Settings
 from tests.support.http import serve
-from tests.support.livekit import api_client
+from tests.support.livekit import api_client, publish_completed
 
 TRUNK = "ST_outbound_trunk"
 DEFAULT_FROM = "+3225550100"
@@ -73,19 +71,8 @@ class Callee:
         self._pool.submit(self._publish, call)
 
     def _publish(self, call: AnsweredCall) -> None:
-        from tasks.context import publish_result
-
         try:
-            body = json.loads(call.dispatch_metadata)
-            now = datetime.now(UTC)
-            data = CandidateData(
-                call_id=body["call_id"],
-                status=Status.COMPLETED,
-                attempt=int(body["dialer"]["attempt"]),
-                started_at=now,
-                ended_at=now,
-            )
-            publish_result(ResultMessage.from_agent(data, now))
+            publish_completed(call)
         except BaseException as exc:  # surfaced by the tests
             self.errors.append(exc)
 
