@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dialer.errors import DialerError, FieldProblem, ValidationFailed
 from dialer.keys import Keys
 from dialer.models import CallingWindow, JobState, RetryPolicy, ScreeningRequest, Status
+from dialer.scripts import reply_text
 
 # How long the dial task should wait before looking at a paused campaign's job again.
 PAUSED_RECHECK_S = 60.0
@@ -158,14 +159,14 @@ class CampaignStore:
         """True while the campaign is paused. No campaign (None) or an unknown id: False."""
         if not campaign_id:
             return False
-        return _text(self.r.hget(self.keys.campaign(campaign_id), "paused")) == "1"
+        return reply_text(self.r.hget(self.keys.campaign(campaign_id), "paused")) == "1"
 
     def policy(self, campaign_id: str | None) -> CampaignPolicy | None:
         """The campaign's dialing policy (one HGET), or None when it has none."""
         if not campaign_id:
             return None
         raw = self.r.hget(self.keys.campaign(campaign_id), "policy")
-        return parse_policy(json.loads(_text(raw))) if raw else None
+        return parse_policy(json.loads(reply_text(raw))) if raw else None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -183,17 +184,17 @@ class CampaignStore:
                 f"no campaign {campaign_id!r}: create it first, or submit jobs with this "
                 "campaign_id"
             )
-        return self._from_hash(campaign_id, {_text(k): _text(v) for k, v in raw.items()})
+        return self._from_hash(campaign_id, {reply_text(k): reply_text(v) for k, v in raw.items()})
 
     def list(self) -> list[Campaign]:
-        ids = sorted(_text(i) for i in self.r.smembers(self.keys.campaigns))
+        ids = sorted(reply_text(i) for i in self.r.smembers(self.keys.campaigns))
         if not ids:
             return []
         pipe = self.r.pipeline(transaction=False)
         for campaign_id in ids:
             pipe.hgetall(self.keys.campaign(campaign_id))
         return [
-            self._from_hash(cid, {_text(k): _text(v) for k, v in h.items()})
+            self._from_hash(cid, {reply_text(k): reply_text(v) for k, v in h.items()})
             for cid, h in zip(ids, pipe.execute(), strict=True)
         ]
 
@@ -259,7 +260,7 @@ class CampaignStore:
                 try:
                     pipe.watch(key)  # type: ignore[no-untyped-call]
                     existing = pipe.hgetall(key)
-                    current = {_text(k): _text(v) for k, v in existing.items()}
+                    current = {reply_text(k): reply_text(v) for k, v in existing.items()}
                     if current.get("created_at"):
                         pipe.unwatch()
                         found = self._from_hash(campaign_id, current)
@@ -349,16 +350,16 @@ class CampaignStore:
         by_status: dict[str, int] = {}
         total = int(self.r.zcard(key))
         for offset in range(0, total, _BATCH):
-            ids = [_text(i) for i in self.r.zrange(key, offset, offset + _BATCH - 1)]
+            ids = [reply_text(i) for i in self.r.zrange(key, offset, offset + _BATCH - 1)]
             pipe = self.r.pipeline(transaction=False)
             for call_id in ids:
                 pipe.hmget(self.keys.job(call_id), "state", "final_status")
             for state, final in pipe.execute():
                 if state is None:
                     continue
-                by_state[_text(state)] = by_state.get(_text(state), 0) + 1
+                by_state[reply_text(state)] = by_state.get(reply_text(state), 0) + 1
                 if final:
-                    by_status[_text(final)] = by_status.get(_text(final), 0) + 1
+                    by_status[reply_text(final)] = by_status.get(reply_text(final), 0) + 1
         done = by_state.get(JobState.DONE.value, 0)
         counted = sum(by_state.values())
         return CampaignProgress(
@@ -370,9 +371,3 @@ class CampaignStore:
             by_state=by_state,
             by_status={s.value: by_status[s.value] for s in Status if s.value in by_status},
         )
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)

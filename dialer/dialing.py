@@ -59,7 +59,7 @@ from dialer.models import DialOutcome, JobState, Status
 from dialer.phone import mask
 from dialer.policy import expiry_status, leave_voicemail
 from dialer.results import ResultsConsumer
-from dialer.scripts import ScriptCall, register, run_pipeline
+from dialer.scripts import ScriptCall, register, reply_text, run_pipeline
 from dialer.settings import Settings
 from dialer.store import JOB_LIBRARY, Change, Job, JobStore
 from dialer.windows import is_open, next_opening
@@ -254,7 +254,7 @@ class DialService:
         marker = LiveMarker(self.r, self.keys.dial_live(call_id, attempt), ttl_s=LIVE_MARKER_TTL_S)
         stage = STAGE_ROOM
         verdict = [
-            _text(part)
+            reply_text(part)
             for part in self._begin(
                 keys=[
                     self.keys.job(call_id),
@@ -695,10 +695,6 @@ class DialService:
                 await self._cleanup_room(job.call_id, attempt)
                 return again
         return DialReport(job.call_id, attempt, "stale", detail=f"already past dialing ({stage})")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def outcome_fields(msg: ResultMessage) -> dict[str, str]:

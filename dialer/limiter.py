@@ -21,7 +21,7 @@ import redis
 
 from dialer.keys import Keys
 from dialer.pacing import emission_interval_us
-from dialer.scripts import ScriptCall
+from dialer.scripts import ScriptCall, reply_text
 from dialer.scripts import register as _register
 
 _US = 1_000_000
@@ -31,11 +31,6 @@ LIMITS_LIBRARY = ("_limits",)
 def _us(seconds: float) -> int:
     """Seconds as whole microseconds, the unit every script works in."""
     return round(seconds * _US)
-
-
-def _text(value: Any) -> str:
-    """A Redis reply as text, whether or not the client decodes responses."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisPacer:
@@ -234,7 +229,7 @@ class ConcurrencySlots:
 
     def reap_expired(self) -> list[str]:
         """Remove and return the members whose lease ran out; each is returned once only."""
-        return [_text(member) for member in self._reap(keys=[self.key])]
+        return [reply_text(member) for member in self._reap(keys=[self.key])]
 
 
 InviteTurn = Literal["held", "no_turn", "no_slot"]
@@ -380,10 +375,10 @@ class CircuitBreaker:
     def status(self) -> BreakerStatus:
         remaining_us, tripped, outcomes = self._status(keys=[self.key])
         paused = int(remaining_us) / _US
-        history = _text(outcomes)
+        history = reply_text(outcomes)
         if paused > 0:
             state: BreakerState = "open"
-        elif _text(tripped) == "1":
+        elif reply_text(tripped) == "1":
             state = "half_open"
         else:
             state = "closed"

@@ -41,6 +41,13 @@ _registered: weakref.WeakKeyDictionary[redis.Redis, dict[tuple[str, tuple[str, .
 )
 
 
+def reply_text(value: Any) -> str:
+    """A Redis reply as text, whether or not the client decodes responses ("" for nil)."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def register(client: redis.Redis, name: str, libraries: tuple[str, ...] = ()) -> Script:
     """The script `name` on `client`, registered once per client (a dial makes several objects
     that need scripts; hashing the source for each cost as much as a Redis command)."""

@@ -63,10 +63,6 @@ def _ts(when: datetime) -> str:
     return when.astimezone(UTC).isoformat()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @dataclass(frozen=True)
 class Job:
     """A read-only view of the job hash."""
@@ -334,7 +330,7 @@ class JobStore:
         call_id: str, to: JobState, expect_attempt: int | None, reply: Any
     ) -> None:
         """Raise what a refused `transition_call` means (see job_transition.lua's replies)."""
-        verdict = [_text(part) for part in reply]
+        verdict = [scripts.reply_text(part) for part in reply]
         if verdict[0] == "ok":
             return
         if verdict[0] == "missing":

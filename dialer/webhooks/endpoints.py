@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from dialer.errors import FieldProblem, ValidationFailed, WebhookError
 from dialer.events import EVENT_TYPES
 from dialer.keys import Keys
+from dialer.scripts import reply_text
 from dialer.webhooks.signing import generate_secret, mask_secret, validate_secret
 from dialer.webhooks.urlguard import UrlGuard
 
@@ -160,12 +161,12 @@ class EndpointStore:
         raw = self.r.hget(self.key, endpoint_id)
         if raw is None:
             raise EndpointNotFound(f"no webhook endpoint {endpoint_id!r}")
-        return parse_endpoint(_text(raw))
+        return parse_endpoint(reply_text(raw))
 
     def list(self) -> list[Endpoint]:
         """Every endpoint, oldest first."""
         raw: dict[Any, Any] = self.r.hgetall(self.key)
-        found = [parse_endpoint(_text(v)) for v in raw.values()]
+        found = [parse_endpoint(reply_text(v)) for v in raw.values()]
         return sorted(found, key=lambda e: (e.created_at, e.id))
 
     # -- writing ---------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ class EndpointStore:
             raw = self.r.hget(self.key, endpoint_id)
             if raw is None:
                 raise EndpointNotFound(f"no webhook endpoint {endpoint_id!r}")
-            updated = parse_endpoint(_text(raw)).model_copy(update=changes)
+            updated = parse_endpoint(reply_text(raw)).model_copy(update=changes)
             if self._cas(keys=[self.key], args=[endpoint_id, raw, updated.to_redis()]):
                 return updated
         raise WebhookError(f"webhook endpoint {endpoint_id!r} is being updated concurrently")
@@ -290,7 +291,7 @@ class EndpointStore:
         endpoint_id = spec.endpoint_id
         for _ in range(20):
             raw = self.r.hget(self.key, endpoint_id)
-            current = parse_endpoint(_text(raw)) if raw is not None else None
+            current = parse_endpoint(reply_text(raw)) if raw is not None else None
             endpoint = self.from_spec(spec, current, now)
             if current is not None and endpoint == current:
                 return current, "unchanged"
@@ -323,10 +324,6 @@ class EndpointStore:
         if problems:
             raise ValidationFailed(problems)
         return stored
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # -- config file -----------------------------------------------------------------------------------
