@@ -137,7 +137,6 @@ class DialService:
         dialer: LiveKitDialer,
         settings: Settings,
         *,
-        is_dnc: Callable[[str], bool],
         clock: Callable[[], datetime],
         on_outcome: Callable[[ResultMessage], None] | None = None,
     ) -> None:
@@ -152,7 +151,6 @@ class DialService:
         self.dialer = dialer
         self.settings = settings
         self.on_outcome = on_outcome
-        self.is_dnc = is_dnc
         trunk = settings.sip_trunk_id or "default"
         self.trunk = trunk
         self.pacer = RedisPacer(
@@ -457,14 +455,6 @@ class DialService:
         slot_held = False
         job_key = self.keys.job(job.call_id)
 
-        def on_stage(stage: str) -> None:
-            # What recovery after a crash needs to know is recorded without extra round trips:
-            # "room_created" (the room and the dispatch may exist) came with the move to
-            # `dialing`, "sip_requested" comes with the slot (below); "dispatched" means the
-            # same to recovery as "room_created".
-            if stage == STAGE_SIP and not slot_held:
-                self.store.set_fields(job.call_id, {"dial_stage": stage})
-
         def before_invite() -> None:
             # Pacing turn, then the concurrency slot, right before the request that sends the
             # INVITE: CreateRoom and CreateDispatch take a varying few milliseconds, and a turn
@@ -501,7 +491,10 @@ class DialService:
         log.debug("dialing %s attempt %d for %s", mask(job.phone_e164), attempt, job.call_id)
         started = time.monotonic()
         try:
-            answered = await self.dialer.dial(plan, on_stage=on_stage, before_invite=before_invite)
+            # No stage callback: "room_created" was written with the move to `dialing` and
+            # "sip_requested" is written with the call's slot (before_invite), so recording how
+            # far the dial got costs no round trip of its own.
+            answered = await self.dialer.dial(plan, before_invite=before_invite)
         except NotDialedYet as exc:
             # Nothing was sent to the trunk: undo the room, give the job back to the due-set.
             self.release_slots(job, attempt)

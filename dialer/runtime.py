@@ -183,7 +183,6 @@ class Runtime:
             self.consumer,
             dialer,
             self.settings,
-            is_dnc=self.dnc.contains,
             clock=self.clock.now,
             on_outcome=on_outcome,
         )

@@ -74,7 +74,6 @@ class Harness:
             rt.consumer,
             self.dialer,
             rt.settings,
-            is_dnc=rt.dnc.contains,
             clock=self.t.clock.now,
             on_outcome=self.recorded.append,
         )
