@@ -107,10 +107,14 @@ async def job_for(
     script: list[Any] | None = None,
     verdict: AMDCategory = AMDCategory.HUMAN,
     on_connect: Callable[[RoomStandIn], None] | None = None,
+    phone: ParticipantStandIn | None = None,
 ) -> AsyncIterator[Job]:
+    """A job for `room_name`; with `phone`, the answered SIP participant is in the room."""
     lkapi = api_client(lk)
     publisher = ResultPublisher(cfg.redis_url, cfg.spool_dir)
     room = RoomStandIn(room_name, room_metadata)
+    if phone is not None:
+        room.remote_participants[phone.identity] = phone
     sessions = TextSessions(ScriptedLLM(script or []))
     try:
         yield Job(
@@ -140,6 +144,15 @@ async def create_room(lk: LiveKitStandIn, name: str) -> None:
         await lkapi.room.create_room(proto_room.CreateRoomRequest(name=name))
     finally:
         await lkapi.aclose()
+
+
+async def greeted(job: Job) -> tuple[asyncio.Task[None], AgentSession[None]]:
+    """Start the job and wait until its session has spoken the greeting."""
+    task = job.start()
+    await job.sessions.started.wait()
+    session = job.sessions.sessions[0]
+    await wait_until(lambda: len(agent_lines(session)) == 1)
+    return task, session
 
 
 def agent_lines(session: AgentSession[None]) -> list[str]:
@@ -172,9 +185,8 @@ def test_amd_machine_gets_the_localised_voicemail_message_and_the_call_ends(
     async def go() -> Job:
         phone = await answered_phone_call(lk, room_name, metadata)
         async with job_for(
-            lk, cfg, room_name, dispatch=metadata, verdict=AMDCategory.MACHINE_VM
+            lk, cfg, room_name, dispatch=metadata, verdict=AMDCategory.MACHINE_VM, phone=phone
         ) as job:
-            job.room.remote_participants[phone.identity] = phone
             await job.start()
             return job
 
@@ -201,9 +213,13 @@ def test_a_full_mailbox_gets_no_message_and_the_result_says_so(
     async def go() -> None:
         phone = await answered_phone_call(lk, room_name, metadata)
         async with job_for(
-            lk, cfg, room_name, dispatch=metadata, verdict=AMDCategory.MACHINE_UNAVAILABLE
+            lk,
+            cfg,
+            room_name,
+            dispatch=metadata,
+            verdict=AMDCategory.MACHINE_UNAVAILABLE,
+            phone=phone,
         ) as job:
-            job.room.remote_participants[phone.identity] = phone
             await job.start()
             assert agent_lines(job.sessions.sessions[0]) == []
 
@@ -226,12 +242,10 @@ def test_amd_human_gets_the_greeting_and_the_screening_goes_on(
     async def go() -> Job:
         phone = await answered_phone_call(lk, room_name, metadata)
         script = [call("record_consent", consent_given=False)]
-        async with job_for(lk, cfg, room_name, dispatch=metadata, script=script) as job:
-            job.room.remote_participants[phone.identity] = phone
-            task = job.start()
-            await job.sessions.started.wait()
-            session = job.sessions.sessions[0]
-            await wait_until(lambda: len(agent_lines(session)) == 1)
+        async with job_for(
+            lk, cfg, room_name, dispatch=metadata, script=script, phone=phone
+        ) as job:
+            task, session = await greeted(job)
             await session.run(user_input="Nee, liever niet.")
             await task
             return job
@@ -324,12 +338,10 @@ def test_the_shutdown_callback_publishes_exactly_one_result_and_hangs_up(
     async def go() -> Job:
         phone = await answered_phone_call(lk, room_name, metadata)
         script = [call("record_consent", consent_given=True)]
-        async with job_for(lk, cfg, room_name, dispatch=metadata, script=script) as job:
-            job.room.remote_participants[phone.identity] = phone
-            task = job.start()
-            await job.sessions.started.wait()
-            session = job.sessions.sessions[0]
-            await wait_until(lambda: len(agent_lines(session)) == 1)
+        async with job_for(
+            lk, cfg, room_name, dispatch=metadata, script=script, phone=phone
+        ) as job:
+            task, session = await greeted(job)
             await session.run(user_input="Ja hoor.")
             assert lk.active_calls() != []  # mid-call
             # The worker is told to stop: livekit-agents runs the job's shutdown callbacks.
@@ -355,8 +367,7 @@ def test_a_session_that_fails_to_start_still_hangs_up_and_reports_the_answered_c
 
     async def go() -> None:
         phone = await answered_phone_call(lk, room_name, metadata)
-        async with job_for(lk, cfg, room_name, dispatch=metadata) as job:
-            job.room.remote_participants[phone.identity] = phone
+        async with job_for(lk, cfg, room_name, dispatch=metadata, phone=phone) as job:
             job.sessions.fail_start = RuntimeError("RoomIO could not subscribe")
             with pytest.raises(RuntimeError, match="RoomIO could not subscribe"):
                 await job.start()
@@ -406,8 +417,7 @@ def test_unreadable_metadata_with_a_sip_participant_in_the_room_hangs_up(
 
     async def go() -> None:
         phone = await answered_phone_call(lk, room_name, dispatch_metadata("nl"))
-        async with job_for(lk, slow_web, room_name, dispatch="{not json") as job:
-            job.room.remote_participants[phone.identity] = phone
+        async with job_for(lk, slow_web, room_name, dispatch="{not json", phone=phone) as job:
             await asyncio.wait_for(job.start(), 10)
 
     with caplog.at_level(logging.ERROR, logger="agent.worker"):
