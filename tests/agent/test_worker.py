@@ -51,6 +51,33 @@ def run(factory: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+async def screen_answered_call(
+    lk: LiveKitStandIn,
+    room: str,
+    metadata: str,
+    scripted: ScriptedLLM,
+    lines: list[str],
+    *,
+    redis_url: str,
+    spool: Path,
+    end_job: Callable[[str], None] | None = None,
+    **options: Any,
+) -> Any:
+    """A phone screening in text mode on a call the LiveKit stand-in answered: the result goes
+    to the results queue and the call is controlled through the real livekit-api client.
+    `options` go to `run_text_screening_detailed` (`on_start`, ...)."""
+    lkapi = api_client(lk)
+    publisher = ResultPublisher(redis_url, spool)
+    control = LiveKitCallControl(lkapi, room, "phone_user", end_job=end_job)
+    try:
+        return await run_text_screening_detailed(
+            metadata, scripted, lines, sink=PublisherSink(publisher), call=control, **options
+        )
+    finally:
+        await lkapi.aclose()
+        publisher.close()
+
+
 # -- start-up ----------------------------------------------------------------------------------
 
 
@@ -187,19 +214,16 @@ def test_a_finished_screening_hangs_up_and_publishes_one_result(
         await place_answered_call(lk, NL_PHONE, room, metadata)
         [answered] = lk.active_calls()
         assert answered.room_name == room
-        lkapi = api_client(lk)
-        publisher = ResultPublisher(redis_url, tmp_path / "spool")
-        try:
-            return await run_text_screening_detailed(
-                metadata,
-                scripted,
-                ["Ja.", "Bel me nooit meer."],
-                sink=PublisherSink(publisher),
-                call=LiveKitCallControl(lkapi, room, "phone_user", end_job=ended.append),
-            )
-        finally:
-            await lkapi.aclose()
-            publisher.close()
+        return await screen_answered_call(
+            lk,
+            room,
+            metadata,
+            scripted,
+            ["Ja.", "Bel me nooit meer."],
+            redis_url=redis_url,
+            spool=tmp_path / "spool",
+            end_job=ended.append,
+        )
 
     outcome = run(go)
     # The line is closed: SIP participant removed, room deleted, job ended.
@@ -226,19 +250,15 @@ def test_escalation_transfers_the_sip_participant(
 
     async def go() -> Any:
         await place_answered_call(lk, NL_PHONE, room, metadata)
-        lkapi = api_client(lk)
-        publisher = ResultPublisher(redis_url, tmp_path / "spool")
-        try:
-            return await run_text_screening_detailed(
-                metadata,
-                scripted,
-                ["Ik wil iemand spreken."],
-                sink=PublisherSink(publisher),
-                call=LiveKitCallControl(lkapi, room, "phone_user"),
-            )
-        finally:
-            await lkapi.aclose()
-            publisher.close()
+        return await screen_answered_call(
+            lk,
+            room,
+            metadata,
+            scripted,
+            ["Ik wil iemand spreken."],
+            redis_url=redis_url,
+            spool=tmp_path / "spool",
+        )
 
     outcome = run(go)
     assert outcome.result.status is Status.ESCALATED
@@ -266,19 +286,15 @@ def test_a_refused_transfer_promises_a_call_back_then_hangs_up(
 
     async def go() -> Any:
         await place_answered_call(lk, NL_PHONE, room, metadata)
-        lkapi = api_client(lk)
-        publisher = ResultPublisher(redis_url, tmp_path / "spool")
-        try:
-            return await run_text_screening_detailed(
-                metadata,
-                scripted,
-                ["Ik wil iemand spreken."],
-                sink=PublisherSink(publisher),
-                call=LiveKitCallControl(lkapi, room, "phone_user"),
-            )
-        finally:
-            await lkapi.aclose()
-            publisher.close()
+        return await screen_answered_call(
+            lk,
+            room,
+            metadata,
+            scripted,
+            ["Ik wil iemand spreken."],
+            redis_url=redis_url,
+            spool=tmp_path / "spool",
+        )
 
     outcome = run(go)
     assert outcome.result.status is Status.ESCALATED
@@ -312,23 +328,19 @@ def test_a_transfer_that_hangs_is_cut_off_at_the_maximum_call_duration(
 
     async def go() -> Any:
         await place_answered_call(lk, NL_PHONE, room, metadata)
-        lkapi = api_client(lk)
-        publisher = ResultPublisher(redis_url, tmp_path / "spool")
-        try:
-            return await asyncio.wait_for(
-                run_text_screening_detailed(
-                    metadata,
-                    scripted,
-                    ["Ik wil iemand spreken."],
-                    sink=PublisherSink(publisher),
-                    call=LiveKitCallControl(lkapi, room, "phone_user"),
-                    on_start=hard_limit,
-                ),
-                10,
-            )
-        finally:
-            await lkapi.aclose()
-            publisher.close()
+        return await asyncio.wait_for(
+            screen_answered_call(
+                lk,
+                room,
+                metadata,
+                scripted,
+                ["Ik wil iemand spreken."],
+                redis_url=redis_url,
+                spool=tmp_path / "spool",
+                on_start=hard_limit,
+            ),
+            10,
+        )
 
     outcome = run(go)
     assert outcome.result.status is Status.ESCALATED
