@@ -136,6 +136,20 @@ def logs_of(stack: LocalStack) -> str:
     )
 
 
+def submit_and_wait_until_done(stack: LocalStack, jobs: int) -> tuple[Runtime, list[str]]:
+    """Once the workers are ready: submit `jobs` jobs and wait until every one has ended."""
+    stack.wait_ready(timeout=60)
+    rt = runtime_for(stack)
+    dialer = Dialer(rt)
+    ids = [dialer.submit(request(f"job-{n:02d}", f"+3247000{n:04d}")) for n in range(jobs)]
+    wait_for(
+        lambda: rt.store.count_by_state().get(JobState.DONE.value, 0) == jobs,
+        timeout=45,
+        what=f"all {jobs} jobs to end",
+    )
+    return rt, ids
+
+
 def run_jobs(
     tmp_path: Path, agent: SimulatedAgent, *, limit: int, cap: int, jobs: int
 ) -> tuple[LiveKitStandIn, LocalStack, Runtime, list[str]]:
@@ -152,15 +166,7 @@ def run_jobs(
         stack.start_worker(0, queues="dial")
         stack.start_worker(1, queues="dial")
         stack.start_worker(2, queues=REST_QUEUES)
-        stack.wait_ready(timeout=60)
-        rt = runtime_for(stack)
-        dialer = Dialer(rt)
-        ids = [dialer.submit(request(f"job-{n:02d}", f"+3247000{n:04d}")) for n in range(jobs)]
-        wait_for(
-            lambda: rt.store.count_by_state().get(JobState.DONE.value, 0) == jobs,
-            timeout=45,
-            what=f"all {jobs} jobs to end",
-        )
+        rt, ids = submit_and_wait_until_done(stack, jobs)
     except BaseException:
         stack.stop()
         standin.stop()
@@ -168,8 +174,8 @@ def run_jobs(
     return standin, stack, rt, ids
 
 
-def check_every_job_ended_with_one_dial(
-    standin: LiveKitStandIn, stack: LocalStack, rt: Runtime, ids: list[str]
+def check_one_dial_per_job_and_all_completed(
+    standin: LiveKitStandIn, rt: Runtime, ids: list[str]
 ) -> None:
     dials = standin.dials
     assert sorted(d.room_name for d in dials) == sorted(f"screening-{i}-1" for i in ids), (
@@ -177,6 +183,12 @@ def check_every_job_ended_with_one_dial(
     )
     for call_id in ids:
         assert rt.store.get(call_id).final_status is Status.COMPLETED
+
+
+def check_every_job_ended_with_one_dial(
+    standin: LiveKitStandIn, stack: LocalStack, rt: Runtime, ids: list[str]
+) -> None:
+    check_one_dial_per_job_and_all_completed(standin, rt, ids)
     dial_workers = [c for c in stack.children if c.name.startswith(("worker-0-", "worker-1-"))]
     assert len(dial_workers) == 2
     dial_logs = [c.log_path.read_text(errors="replace") for c in dial_workers]
@@ -196,20 +208,9 @@ def test_a_dial_worker_with_a_thread_pool_rings_many_calls_at_once(
     try:
         stack.start_worker(0, queues="dial", pool="threads", concurrency=8)
         stack.start_worker(1, queues=REST_QUEUES)
-        stack.wait_ready(timeout=60)
-        rt = runtime_for(stack)
-        dialer = Dialer(rt)
-        ids = [dialer.submit(request(f"job-{n:02d}", f"+3247000{n:04d}")) for n in range(jobs)]
-        wait_for(
-            lambda: rt.store.count_by_state().get(JobState.DONE.value, 0) == jobs,
-            timeout=45,
-            what=f"all {jobs} jobs to end",
-        )
+        rt, ids = submit_and_wait_until_done(stack, jobs)
         assert not agent.errors
-        assert sorted(d.room_name for d in standin.dials) == sorted(
-            f"screening-{i}-1" for i in ids
-        ), "not exactly one dial per job"
-        assert all(rt.store.get(i).final_status is Status.COMPLETED for i in ids)
+        check_one_dial_per_job_and_all_completed(standin, rt, ids)
         assert standin.max_concurrent >= 6, "the threads did not ring calls side by side"
     finally:
         stack.stop()
