@@ -117,21 +117,21 @@ def one_run(bench: Bench, run: int, args: argparse.Namespace) -> PacingRun:
     gc.collect()
     gc.freeze()
     jobs = math.ceil(args.limit * (args.warmup + args.seconds + 3))
-    mark = len(standin.dials)
+    mark = standin.dial_count
     started = time.monotonic()
     sampler = SlotSampler(bench, args.max_concurrent)
     sampler.start()
     submit_jobs(bench.runtime, f"pace{run}", jobs)
     # Bounded waits: a configuration that misses the target still ends in reasonable time.
     budget = (jobs / args.limit) * 1.5 + 20
-    wait_until(lambda: len(standin.dials) - mark >= jobs, timeout=budget, interval=0.2)
+    wait_until(lambda: standin.dial_count - mark >= jobs, timeout=budget, interval=0.2)
     finished = wait_until(
         lambda: bench.runtime.store.count_by_state().get("done", 0) >= jobs,
         timeout=20,
         interval=0.2,
     )
     peak_slots = sampler.stop()
-    dials = standin.dials[mark:]
+    dials = standin.dials_from(mark)
     times = sorted(d.monotonic for d in dials)
     t0 = times[0]
     lo, hi = t0 + args.warmup, t0 + args.warmup + args.seconds

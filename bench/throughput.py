@@ -75,7 +75,7 @@ def pipeline_rate(bench: Bench, run: int, count: int) -> tuple[float, float, str
     Redis commands and CPU per dial from the end of intake to the last dial)."""
     standin = bench.standin
     assert standin is not None
-    mark = len(standin.dials)
+    mark = standin.dial_count
     lead_s = 2.0 + count * 0.004  # time to submit them all before the first falls due
     due = datetime.now(UTC) + timedelta(seconds=lead_s)
     submit_jobs(bench.runtime, f"tp{run}", count, not_before=due.isoformat())
@@ -83,11 +83,11 @@ def pipeline_rate(bench: Bench, run: int, count: int) -> tuple[float, float, str
     if left < 0.5:
         print(f"# warning: submitting took longer than the lead ({left:.1f} s left)")
     cpu0, cmd0 = cpu_snapshot(bench), redis_command_counts(bench.client)
-    if not wait_until(lambda: len(standin.dials) - mark >= count, timeout=lead_s + count / 5 + 60):
-        raise SystemExit(f"only {len(standin.dials) - mark} of {count} jobs were dialed")
+    if not wait_until(lambda: standin.dial_count - mark >= count, timeout=lead_s + count / 5 + 60):
+        raise SystemExit(f"only {standin.dial_count - mark} of {count} jobs were dialed")
     time.sleep(0.5)  # the last dial tasks finish their job-state writes
     cpu1, cmd1 = cpu_snapshot(bench), redis_command_counts(bench.client)
-    dials = standin.dials[mark:]
+    dials = standin.dials_from(mark)
     times = sorted(d.wall_time for d in dials)
     commands = sum(cmd1.values()) - sum(cmd0.values())
     cost = (

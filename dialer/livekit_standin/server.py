@@ -92,7 +92,7 @@ M = TypeVar("M", bound=Message)
 @dataclass
 class DialRecord:
     """One CreateSIPParticipant that reached the "trunk" (times: `time.monotonic()` unless
-    named `wall_time`)."""
+    named `wall_time`; `wall_time` / `monotonic`: when the request arrived)."""
 
     seq: int
     wall_time: float
@@ -491,8 +491,20 @@ class LiveKitStandIn:
 
     @property
     def dials(self) -> list[DialRecord]:
+        return self.dials_from(0)
+
+    def dials_from(self, index: int) -> list[DialRecord]:
+        """Copies of the dials recorded from position `index` on (`dial_count` before an
+        action, then this after it, copies only the new ones)."""
         with self._lock:
-            return [dataclasses.replace(d) for d in self._dials]
+            return [dataclasses.replace(d) for d in self._dials[index:]]
+
+    @property
+    def dial_count(self) -> int:
+        """How many dials are recorded: cheap enough to poll while calls arrive (copying every
+        record under the lock, as `dials` does, holds back the requests being stamped)."""
+        with self._lock:
+            return len(self._dials)
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -737,13 +749,16 @@ class LiveKitStandIn:
         return web.Response(body=reply.SerializeToString(), content_type="application/protobuf")
 
     def _record_request(self, service: str, method: str, request_id: str) -> RequestRecord:
+        # Stamped before waiting for the lock: the time the request arrived, not the time a
+        # reader copying the records let go of the lock.
+        wall_time, monotonic = time.time(), time.monotonic()
         with self._lock:
             record = RequestRecord(
                 seq=len(self._requests) + 1,
                 service=service,
                 method=method,
-                wall_time=time.time(),
-                monotonic=time.monotonic(),
+                wall_time=wall_time,
+                monotonic=monotonic,
                 request_id=request_id,
                 summary="",
             )
@@ -892,7 +907,7 @@ class LiveKitStandIn:
             ctx.record.summary += f" scenario={scenario}"
         if not reaches_trunk(scenario):
             await self._fail_before_trunk(scenario)
-        participant = self._ring(req, scenario, ctx.request_id)
+        participant = self._ring(req, scenario, ctx)
         assert participant.dial is not None
         info = proto_sip.SIPParticipantInfo(
             participant_id=participant.sid,
@@ -920,9 +935,10 @@ class LiveKitStandIn:
         raise _TwirpFailure("internal", "internal error (stand-in server_error scenario)")
 
     def _ring(
-        self, req: proto_sip.CreateSIPParticipantRequest, scenario: str, request_id: str
+        self, req: proto_sip.CreateSIPParticipantRequest, scenario: str, ctx: _Ctx
     ) -> _Participant:
-        """The INVITE leaves: record the dial and put the SIP participant in the room."""
+        """The INVITE leaves: record the dial and put the SIP participant in the room. The
+        dial is stamped with its request's arrival, before any wait for the records' lock."""
         identity = _identity(req)
         with self._lock:
             self._ensure_room(req.room_name)
@@ -931,14 +947,14 @@ class LiveKitStandIn:
                 raise _TwirpFailure("already_exists", "participant identity already in the room")
             dial = DialRecord(
                 seq=len(self._dials) + 1,
-                wall_time=time.time(),
-                monotonic=time.monotonic(),
+                wall_time=ctx.record.wall_time,
+                monotonic=ctx.record.monotonic,
                 phone_number=req.sip_call_to,
                 room_name=req.room_name,
                 trunk_id=req.sip_trunk_id,
                 from_number=req.sip_number,
                 participant_identity=identity,
-                request_id=request_id,
+                request_id=ctx.request_id,
                 scenario=scenario,
                 sip_call_id=_new_id("SCL"),
                 ringing_timeout_s=_seconds(req, "ringing_timeout"),

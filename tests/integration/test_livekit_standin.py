@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
@@ -441,6 +442,41 @@ def test_dials_and_requests_are_recorded(lk: LiveKitStandIn) -> None:
     assert (room.metadata, room.empty_timeout, room.created_implicitly) == ('{"a":1}', 30, False)
     [dispatch] = lk.dispatches
     assert (dispatch.agent_name, dispatch.metadata) == ("screening-agent", '{"job":1}')
+
+
+def test_dial_count_and_dials_from_read_only_the_new_records(lk: LiveKitStandIn) -> None:
+    run(lambda: dial(lk, "+3247000001", room="room-1"))
+    mark = lk.dial_count
+    run(lambda: dial(lk, "+3247000002", room="room-2"))
+    assert (mark, lk.dial_count) == (1, 2)
+    assert [d.phone_number for d in lk.dials_from(mark)] == ["+3247000002"]
+    assert lk.dials_from(lk.dial_count) == []
+
+
+def test_requests_are_stamped_when_they_arrive_not_when_a_reader_lets_go(
+    lk: LiveKitStandIn,
+) -> None:
+    """A bench copying the records holds the stand-in's lock; a request arriving meanwhile
+    keeps its arrival time (a late stamp bunched INVITEs in bench/pacing.py)."""
+    held = threading.Event()
+    released_at: list[float] = []
+
+    def reader() -> None:
+        with lk._lock:
+            held.set()
+            time.sleep(0.3)
+            released_at.append(time.monotonic())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    held.wait(2)
+    sent_at = time.monotonic()
+    run(lambda: dial(lk, "+3247000001"))
+    thread.join()
+    [record] = lk.dials
+    [request] = lk.requests
+    assert sent_at <= request.monotonic < released_at[0] - 0.2
+    assert (record.monotonic, record.wall_time) == (request.monotonic, request.wall_time)
 
 
 def test_max_concurrent_counts_ringing_and_talking_calls(lk: LiveKitStandIn) -> None:
