@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 TRUNK_ID = "ST_bench_trunk"
 FROM_NUMBER = "+3225550100"
 NOOP_TASK = "bench.noop"
+LIVEKIT_ONLY_TASK = "bench.livekit_only"
 
 # ---------------------------------------------------------------------------------------------
 # Worker side: the no-op baseline task and the optional profiler
@@ -58,6 +59,33 @@ def noop(key: str) -> None:
 
         _noop_client = redis_lib.Redis.from_url(os.environ.get("REDIS_URL") or app.conf.broker_url)
     _noop_client.rpush(key, repr(time.time()))
+
+
+@app.task(name=LIVEKIT_ONLY_TASK)  # type: ignore[untyped-decorator]
+def livekit_only(key: str, index: int) -> None:
+    """The LiveKit part of a dial alone: CreateRoom -> CreateDispatch -> CreateSIPParticipant
+    through the dial path's own LiveKit client (`LiveKitDialer.dial`), then one RPUSH of the
+    time, with none of the job store, gates, pacing or slots. Next to `noop`, it shows how much
+    of a dial's cost the three LiveKit round trips (and the stand-in serving them on the same
+    cores) take by themselves."""
+    from dialer.livekit_dialer import DialPlan
+    from tasks.context import run_async
+    from tasks.dial import dial_service
+
+    plan = DialPlan(
+        call_id=key,
+        attempt=1,
+        room_name=f"{key}-{index}",
+        phone_e164=phone_for(index),
+        room_metadata="{}",
+        dispatch_metadata="{}",
+        participant_identity="candidate",
+        ringing_timeout_s=30,
+        max_call_duration_s=600,
+        empty_timeout_s=30,
+    )
+    run_async(dial_service().dialer.dial(plan))
+    noop(key)
 
 
 def _install_profiler(out_dir: str) -> None:

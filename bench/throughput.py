@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
+    LIVEKIT_ONLY_TASK,
     NOOP_TASK,
     Bench,
     add_whatif_flags,
@@ -58,14 +59,24 @@ from bench._common import (
 
 
 def noop_rate(bench: Bench, run: int, count: int) -> float:
+    return _task_rate(bench, NOOP_TASK, f"bench:noop:{run}", count)
+
+
+def livekit_only_rate(bench: Bench, run: int, count: int) -> float:
+    return _task_rate(bench, LIVEKIT_ONLY_TASK, f"bench:livekit:{run}", count)
+
+
+def _task_rate(bench: Bench, task: str, key: str, count: int) -> float:
+    """Send `count` of a bench task (each records when it ran under `key`) to the "dial"
+    queue; executions per second, first to last."""
     from tasks.app import app
 
-    key = f"bench:noop:{run}"
     with app.producer_or_acquire() as producer:
-        for _ in range(count):
-            app.send_task(NOOP_TASK, args=[key], queue="dial", producer=producer)
+        for index in range(count):
+            args = [key] if task == NOOP_TASK else [key, index]
+            app.send_task(task, args=args, queue="dial", producer=producer)
     if not wait_until(lambda: bench.client.llen(key) >= count, timeout=count / 20 + 60):
-        raise SystemExit(f"only {bench.client.llen(key)} of {count} no-op tasks ran")
+        raise SystemExit(f"only {bench.client.llen(key)} of {count} {task} tasks ran")
     times = sorted(float(t) for t in bench.client.lrange(key, 0, -1))
     return (len(times) - 1) / (times[-1] - times[0])
 
@@ -129,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     pipeline: list[float] = []
     noop: list[float] = []
+    livekit: list[float] = []
     standin.start()
     try:
         with (
@@ -145,20 +157,28 @@ def main(argv: list[str] | None = None) -> int:
         ):
             # Warm-up: every pool process imports, connects and builds its clients once.
             noop_rate(bench, -1, 200)
+            livekit_only_rate(bench, -1, 100)
             pipeline_rate(bench, -1, 100)
             for run in range(args.runs):
                 cpu0, cmd0 = cpu_snapshot(bench), redis_commands(bench.client)
                 n = noop_rate(bench, run, args.jobs)
                 cpu1, cmd1 = cpu_snapshot(bench), redis_commands(bench.client)
                 time.sleep(1.0)
+                cpu2 = cpu_snapshot(bench)
+                lk = livekit_only_rate(bench, run, args.jobs)
+                cpu3 = cpu_snapshot(bench)
+                time.sleep(1.0)
                 p, span, cost = pipeline_rate(bench, run, args.jobs)
                 noop.append(n)
+                livekit.append(lk)
                 pipeline.append(p)
                 print(
                     f"run {run + 1}: pipeline_per_s={p:.1f} (last dial {span:.1f} s after due) "
-                    f"noop_per_s={n:.1f} ratio={p / n:.3f}",
+                    f"noop_per_s={n:.1f} ratio={p / n:.3f} "
+                    f"livekit_only_per_s={lk:.1f} ({lk / n:.3f} of the no-op)",
                     flush=True,
                 )
+                print(f"#   LiveKit only: {cpu_delta(cpu2, cpu3, args.jobs)}")
                 print(
                     f"#   no-op: {(cmd1 - cmd0) / args.jobs:.1f} Redis commands per task; "
                     + cpu_delta(cpu0, cpu1, args.jobs)
@@ -172,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     p_med, n_med = median(pipeline), median(noop)
     ratio = p_med / n_med
     print(f"# ratio target >= 0.4: {'met' if ratio >= 0.4 else 'MISSED'} (medians of {args.runs})")
+    lk_med = median(livekit)
+    print(
+        f"# LiveKit round trips alone (no job store, gates or beat): {lk_med:.1f}/s, "
+        f"{lk_med / n_med:.2f} of the no-op; the whole dial path reaches "
+        f"{p_med / lk_med:.2f} of that"
+    )
     print(f"throughput pipeline_per_s={p_med:.1f} noop_per_s={n_med:.1f} ratio={ratio:.2f}")
     return 0
 

@@ -98,4 +98,3 @@ def test_one_redis_server_per_data_folder_and_a_crashed_ones_files_are_cleaned_u
         assert not (tmp_path / "url").exists() and not (tmp_path / "pid").exists()
     finally:
         first.stop()
-
