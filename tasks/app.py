@@ -41,7 +41,7 @@ def _masked_logging(loglevel: Any = None, **_: Any) -> None:
 @signals.worker_init.connect
 def _freeze_imported_objects(**_: Any) -> None:
     """Move everything the worker has built so far (Celery, the task modules, livekit-api and
-    protobuf descriptors: about a million objects) out of the garbage collector's reach, once
+    protobuf descriptors: about 100,000 objects) out of the garbage collector's reach, once
     the task modules are imported and before the pool starts. Without it, each new pool process
     ran full collections of 60-130 ms over those objects while its first dials were under way
     (measured in bench/pacing.py); forked children also keep sharing those pages."""
