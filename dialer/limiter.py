@@ -132,15 +132,11 @@ class RedisPacer:
         take = take or self._take
         give_up_at = self._monotonic() + deadline_s
         while True:
-            asked_at = self._monotonic()
-            ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - asked_at))
+            ahead = min(self.reserve_ahead_s, max(0.0, give_up_at - self._monotonic()))
             wait, taken = take(ahead)
             if taken:
-                # Redis gave the turn `wait` seconds after it ran the script, at some point
-                # between asking and the reply: sleeping `wait` from the reply never wakes
-                # early, and counting lateness from the asking never misses a reply that came
-                # back late (a process the OS left waiting then sent its INVITE late unnoticed).
-                self._turn_due = asked_at + wait
+                due = self._monotonic() + wait
+                self._turn_due = due
                 if wait > 0:
                     self._sleep(wait)
                 if not self.turn_is_late():
